@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * embedshim exit monitor: tracks registered processes that are not our
+ * children and reports how they exited, surviving restarts of the caller.
+ *
+ * When a process exits comes from its pidfd (polled with epoll); how it
+ * exited comes from a BPF program on sched_process_exit that writes the wait
+ * status into a map pinned in bpffs. The pins outlive the monitor, so exits
+ * that happen while no monitor is open are found by es_monitor_lookup().
+ *
+ * Every function returning int returns 0 (or a count) on success and a
+ * negative errno on failure; where it takes (err, errlen) it also writes a
+ * message naming the cause.
+ */
+#ifndef EMBEDSHIM_MONITOR_H
+#define EMBEDSHIM_MONITOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ES_DEFAULT_CAPACITY 65536u
+
+struct es_monitor;
+
+struct es_open_opts {
+	/* Number of processes that can be tracked at once (registrations and
+	 * exit records each). 0 means ES_DEFAULT_CAPACITY. Ignored when
+	 * existing pins are reopened: their capacity is kept. */
+	uint32_t capacity;
+};
+
+/* A process, as the monitor knows it: host pid plus identity. */
+struct es_proc {
+	uint32_t pid;
+	uint64_t ident;
+};
+
+struct es_exit_event {
+	uint32_t pid;
+	uint64_t ident;
+	uint32_t status;  /* raw wait status, as waitpid(2) gives it */
+	uint64_t exit_ns; /* CLOCK_MONOTONIC of the exit */
+	int32_t err;	  /* 0, or -ENODATA if the process died unrecorded */
+};
+
+/*
+ * Load and attach the BPF program and pin it with its maps under
+ * pin_dir/v<layout>/, or reopen the pins left there by an earlier monitor. A
+ * private bpffs (mode 0700) is mounted at pin_dir unless it is one already.
+ */
+int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
+		    struct es_monitor **out, char *err, size_t errlen);
+
+/* Detach-free close: pins and records stay for the next es_monitor_open().
+ * Must not race with es_monitor_wait(); call es_monitor_wake() first. */
+void es_monitor_close(struct es_monitor *m);
+
+/* Capacity of the open maps. */
+uint32_t es_monitor_capacity(const struct es_monitor *m);
+
+/* Identity of a live (or zombie) process: pidfs inode where the kernel has
+ * pidfs, else the start time in clock ticks. */
+int es_process_ident(int pid, uint64_t *ident, char *err, size_t errlen);
+
+/*
+ * Start tracking pid. expect_ident, if not 0, must equal the process's
+ * identity (guards against pid reuse). The identity is returned in
+ * *ident_out. Errors: -ESRCH exited (or exited before registration
+ * completed), -ESTALE not the expected process, -ENOSPC tracking capacity
+ * reached, -EEXIST already registered, -EPERM not permitted.
+ */
+int es_monitor_register(struct es_monitor *m, int pid, uint64_t expect_ident,
+			uint64_t *ident_out, char *err, size_t errlen);
+
+/*
+ * Block until registered processes exit (timeout_ms < 0: forever) and return
+ * up to max of them; each registered process is returned once. Returns the
+ * count, 0 on timeout, -ECANCELED once es_monitor_wake() was called.
+ */
+int es_monitor_wait(struct es_monitor *m, struct es_exit_event *evs, int max,
+		    int timeout_ms);
+
+/* Make es_monitor_wait() return -ECANCELED, now and from then on. */
+void es_monitor_wake(struct es_monitor *m);
+
+/*
+ * For a process registered by an earlier monitor: if it exited, fill *ev
+ * and return 1; if it still runs, poll it again (its exit will come from
+ * es_monitor_wait) and return 0. -ENOENT if it is not registered.
+ */
+int es_monitor_lookup(struct es_monitor *m, int pid, uint64_t ident,
+		      struct es_exit_event *ev, char *err, size_t errlen);
+
+/* Stop tracking and delete the registration and any exit record. */
+int es_monitor_forget(struct es_monitor *m, int pid, uint64_t ident);
+
+/* Up to max registrations in the pinned maps; returns the count. */
+int es_monitor_list(struct es_monitor *m, struct es_proc *procs, int max);
+
+/* Number of exit records in the pinned maps. */
+int es_monitor_count_exits(struct es_monitor *m);
+
+/* Remove the pins under pin_dir (which detaches the program once no monitor
+ * holds it) and unmount the bpffs mounted there. For tests and uninstall. */
+int es_pins_destroy(const char *pin_dir, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EMBEDSHIM_MONITOR_H */

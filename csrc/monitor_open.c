@@ -1,0 +1,380 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Opening and closing the monitor: load, attach and pin the BPF object, or
+ * reopen the pins an earlier monitor left; bpffs mounting; capability checks
+ * with messages that name what is missing.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include "internal.h"
+#include "exitsnoop.skel.h"
+
+#ifndef BPF_FS_MAGIC
+#define BPF_FS_MAGIC 0xcafe4a11
+#endif
+
+int es_err(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+static int quiet_libbpf(enum libbpf_print_level level, const char *fmt,
+			va_list args)
+{
+	if (level == LIBBPF_DEBUG || !getenv("EMBEDSHIM_DEBUG_LIBBPF"))
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+/* Raw tracepoint link pinning and the helpers we use need Linux 5.7. */
+static int check_kernel(char *err, size_t errlen)
+{
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	if (uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+	    (major < 5 || (major == 5 && minor < 7)))
+		return es_err(err, errlen, -ENOTSUP,
+			      "kernel %s too old: embedshim needs Linux >= 5.7",
+			      u.release);
+	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
+		return es_err(err, errlen, -ENOTSUP,
+			      "kernel has no BTF (/sys/kernel/btf/vmlinux "
+			      "missing): build it with CONFIG_DEBUG_INFO_BTF=y");
+	return 0;
+}
+
+/* Linux 6.16 added group_dead as the tracepoint's second argument. */
+static bool tp_has_group_dead(void)
+{
+	const struct btf_type *t;
+	struct btf *btf;
+	bool has = false;
+	int id;
+
+	btf = btf__load_vmlinux_btf();
+	if (!btf)
+		return false;
+	id = btf__find_by_name_kind(btf, "btf_trace_sched_process_exit",
+				    BTF_KIND_TYPEDEF);
+	if (id > 0) {
+		t = btf__type_by_id(btf, id);	   /* typedef */
+		t = btf__type_by_id(btf, t->type); /* pointer */
+		t = btf__type_by_id(btf, t->type); /* func proto */
+		/* (void *ctx, struct task_struct *p, bool group_dead) */
+		has = t && btf_is_func_proto(t) && btf_vlen(t) >= 3;
+	}
+	btf__free(btf);
+	return has;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX], *p;
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static bool is_bpffs(const char *path)
+{
+	struct statfs sfs;
+
+	return statfs(path, &sfs) == 0 && sfs.f_type == BPF_FS_MAGIC;
+}
+
+/* Only a bpffs we mounted ourselves is unmounted: a pin dir inside the
+ * host's /sys/fs/bpf is left alone. */
+static bool is_mount_point(const char *path)
+{
+	char parent[PATH_MAX];
+	struct stat a, b;
+
+	snprintf(parent, sizeof(parent), "%s/..", path);
+	return stat(path, &a) == 0 && stat(parent, &b) == 0 &&
+	       a.st_dev != b.st_dev;
+}
+
+/* A private bpffs per pin dir keeps monitors independent and the pins
+ * unreadable to others. */
+static int ensure_bpffs(const char *pin_dir, char *err, size_t errlen)
+{
+	int rc = mkdir_p(pin_dir, 0700);
+
+	if (rc < 0)
+		return es_err(err, errlen, rc, "cannot create pin dir %s: %s",
+			      pin_dir, strerror(-rc));
+	if (is_bpffs(pin_dir))
+		return 0;
+	if (mount("bpffs", pin_dir, "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  "mode=0700") < 0) {
+		rc = -errno;
+		return es_err(err, errlen, rc,
+			      "bpffs cannot be mounted at %s: %s", pin_dir,
+			      strerror(-rc));
+	}
+	return 0;
+}
+
+static void pin_paths(const char *pin_dir, char *vdir, char *reg, char *ex,
+		      char *link)
+{
+	snprintf(vdir, PATH_MAX, "%s/v%d", pin_dir, ES_LAYOUT_VERSION);
+	snprintf(reg, PATH_MAX, "%s/registrations", vdir);
+	snprintf(ex, PATH_MAX, "%s/exits", vdir);
+	snprintf(link, PATH_MAX, "%s/link", vdir);
+}
+
+/* Fresh load: the link is pinned last, so its pin means "complete". */
+static int load_and_pin(const char *vdir, const char *reg, const char *ex,
+			const char *link_path, uint32_t capacity, char *err,
+			size_t errlen)
+{
+	struct exitsnoop_bpf *skel;
+	struct bpf_link *link = NULL;
+	int rc;
+
+	/* Leftovers of an interrupted load hold no records worth keeping:
+	 * no program was attached to write them. */
+	unlink(reg);
+	unlink(ex);
+
+	skel = exitsnoop_bpf__open();
+	if (!skel)
+		return es_err(err, errlen, -errno ? -errno : -EINVAL,
+			      "cannot open BPF object: %s", strerror(errno));
+	skel->rodata->tp_has_group_dead = tp_has_group_dead();
+	skel->rodata->ident_kind = es_ident_kind();
+	skel->rodata->tick_ns = 1000000000ull / sysconf(_SC_CLK_TCK);
+	bpf_map__set_max_entries(skel->maps.registrations, capacity);
+	bpf_map__set_max_entries(skel->maps.exits, capacity);
+
+	rc = exitsnoop_bpf__load(skel);
+	if (rc == -EPERM || rc == -EACCES) {
+		es_err(err, errlen, rc,
+		       "bpf() not permitted: run as root or with "
+		       "CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN");
+		goto cleanup;
+	}
+	if (rc) {
+		es_err(err, errlen, rc, "cannot load BPF program: %s",
+		       strerror(-rc));
+		goto cleanup;
+	}
+	link = bpf_program__attach_raw_tracepoint(skel->progs.handle_exit,
+						  "sched_process_exit");
+	if (!link) {
+		rc = -errno;
+		es_err(err, errlen, rc,
+		       "cannot attach to raw tracepoint sched_process_exit: %s",
+		       strerror(-rc));
+		goto cleanup;
+	}
+	rc = bpf_map__pin(skel->maps.registrations, reg);
+	if (!rc)
+		rc = bpf_map__pin(skel->maps.exits, ex);
+	if (!rc)
+		rc = bpf_link__pin(link, link_path);
+	if (rc) {
+		es_err(err, errlen, rc, "cannot pin BPF objects under %s: %s",
+		       vdir, strerror(-rc));
+		unlink(reg);
+		unlink(ex);
+		unlink(link_path);
+	}
+cleanup:
+	/* Pinned objects live on without these fds. */
+	bpf_link__destroy(link);
+	exitsnoop_bpf__destroy(skel);
+	return rc;
+}
+
+/* Open a pinned map and check it has the layout this binary expects. */
+static int open_pinned_map(const char *path, uint32_t key_size,
+			   uint32_t value_size, uint32_t *max_entries,
+			   char *err, size_t errlen)
+{
+	struct bpf_map_info info = {};
+	uint32_t len = sizeof(info);
+	int fd, rc;
+
+	fd = bpf_obj_get(path);
+	if (fd < 0) {
+		rc = -errno;
+		return es_err(err, errlen, rc, "cannot open pinned map %s: %s",
+			      path, strerror(-rc));
+	}
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0) {
+		rc = -errno;
+		close(fd);
+		return es_err(err, errlen, rc, "cannot inspect pinned map %s: %s",
+			      path, strerror(-rc));
+	}
+	if (info.key_size != key_size || info.value_size != value_size) {
+		close(fd);
+		return es_err(err, errlen, -EPROTO,
+			      "layout version mismatch: pinned map %s has "
+			      "key/value size %u/%u, layout v%d expects %u/%u",
+			      path, info.key_size, info.value_size,
+			      ES_LAYOUT_VERSION, key_size, value_size);
+	}
+	*max_entries = info.max_entries;
+	return fd;
+}
+
+int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
+		    struct es_monitor **out, char *err, size_t errlen)
+{
+	char vdir[PATH_MAX], reg[PATH_MAX], ex[PATH_MAX], link[PATH_MAX];
+	uint32_t capacity = opts && opts->capacity ? opts->capacity
+						   : ES_DEFAULT_CAPACITY;
+	struct epoll_event ev = {.events = EPOLLIN};
+	struct es_monitor *m;
+	uint32_t max_reg, max_ex;
+	int rc;
+
+	libbpf_set_print(quiet_libbpf);
+	rc = check_kernel(err, errlen);
+	if (rc)
+		return rc;
+	rc = ensure_bpffs(pin_dir, err, errlen);
+	if (rc)
+		return rc;
+	pin_paths(pin_dir, vdir, reg, ex, link);
+	if (mkdir(vdir, 0700) < 0 && errno != EEXIST) {
+		rc = -errno;
+		return es_err(err, errlen, rc, "cannot create %s: %s", vdir,
+			      strerror(-rc));
+	}
+	if (access(link, F_OK) != 0) {
+		rc = load_and_pin(vdir, reg, ex, link, capacity, err, errlen);
+		if (rc)
+			return rc;
+	}
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return es_err(err, errlen, -ENOMEM, "out of memory");
+	m->reg_fd = m->exits_fd = m->epfd = m->wakefd = -1;
+	pthread_mutex_init(&m->lock, NULL);
+
+	rc = open_pinned_map(reg, sizeof(struct es_key), sizeof(struct es_reg),
+			     &max_reg, err, errlen);
+	if (rc < 0)
+		goto cleanup;
+	m->reg_fd = rc;
+	rc = open_pinned_map(ex, sizeof(struct es_key), sizeof(struct es_exit),
+			     &max_ex, err, errlen);
+	if (rc < 0)
+		goto cleanup;
+	m->exits_fd = rc;
+	m->capacity = max_reg < max_ex ? max_reg : max_ex;
+
+	m->epfd = epoll_create1(EPOLL_CLOEXEC);
+	m->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ev.data.u64 = ES_WAKE_TOKEN;
+	if (m->epfd < 0 || m->wakefd < 0 ||
+	    epoll_ctl(m->epfd, EPOLL_CTL_ADD, m->wakefd, &ev) < 0) {
+		rc = -errno;
+		es_err(err, errlen, rc, "cannot set up epoll: %s",
+		       strerror(-rc));
+		goto cleanup;
+	}
+	*out = m;
+	return 0;
+cleanup:
+	es_monitor_close(m);
+	return rc;
+}
+
+void es_monitor_close(struct es_monitor *m)
+{
+	uint32_t i;
+
+	if (!m)
+		return;
+	for (i = 0; i < m->nslots; i++)
+		if (m->slots[i].pidfd >= 0)
+			close(m->slots[i].pidfd);
+	free(m->slots);
+	if (m->wakefd >= 0)
+		close(m->wakefd);
+	if (m->epfd >= 0)
+		close(m->epfd);
+	if (m->exits_fd >= 0)
+		close(m->exits_fd);
+	if (m->reg_fd >= 0)
+		close(m->reg_fd);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+uint32_t es_monitor_capacity(const struct es_monitor *m)
+{
+	return m->capacity;
+}
+
+int es_pins_destroy(const char *pin_dir, char *err, size_t errlen)
+{
+	char vdir[PATH_MAX], reg[PATH_MAX], ex[PATH_MAX], link[PATH_MAX];
+	int rc = 0;
+
+	pin_paths(pin_dir, vdir, reg, ex, link);
+	/* Link first: once its pin is gone the program is detached (when no
+	 * fd holds it), so no record is written into half-removed maps. */
+	if (unlink(link) < 0 && errno != ENOENT)
+		rc = -errno;
+	if (unlink(reg) < 0 && errno != ENOENT && !rc)
+		rc = -errno;
+	if (unlink(ex) < 0 && errno != ENOENT && !rc)
+		rc = -errno;
+	if (rmdir(vdir) < 0 && errno != ENOENT && !rc)
+		rc = -errno;
+	if (rc)
+		return es_err(err, errlen, rc, "cannot remove pins under %s: %s",
+			      pin_dir, strerror(-rc));
+	if (is_bpffs(pin_dir) && is_mount_point(pin_dir) &&
+	    umount2(pin_dir, MNT_DETACH) < 0)
+		return es_err(err, errlen, -errno, "cannot unmount %s: %s",
+			      pin_dir, strerror(errno));
+	if (rmdir(pin_dir) < 0 && errno != ENOENT && errno != ENOTEMPTY &&
+	    errno != EBUSY)
+		return es_err(err, errlen, -errno, "cannot remove %s: %s",
+			      pin_dir, strerror(errno));
+	return 0;
+}

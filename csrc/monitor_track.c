@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Tracking: registering processes, the pidfd epoll loop that says when they
+ * exited, and reading, listing and deleting their records.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+
+#include "internal.h"
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static bool pidfd_exited(int pidfd)
+{
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+	return poll(&p, 1, 0) == 1;
+}
+
+static bool have_record(struct es_monitor *m, const struct es_key *key,
+			struct es_exit *rec)
+{
+	return bpf_map_lookup_elem(m->exits_fd, key, rec) == 0;
+}
+
+/* Slot allocation under m->lock; the table grows and never shrinks. */
+static int slot_get(struct es_monitor *m)
+{
+	struct es_slot *s;
+	uint32_t i, n;
+
+	for (i = 0; i < m->nslots; i++)
+		if (m->slots[i].pidfd < 0)
+			return i;
+	n = m->nslots ? m->nslots * 2 : 64;
+	s = realloc(m->slots, n * sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	for (i = m->nslots; i < n; i++)
+		s[i] = (struct es_slot){.pidfd = -1};
+	m->slots = s;
+	i = m->nslots;
+	m->nslots = n;
+	return i;
+}
+
+static void slot_release(struct es_monitor *m, uint32_t i)
+{
+	epoll_ctl(m->epfd, EPOLL_CTL_DEL, m->slots[i].pidfd, NULL);
+	close(m->slots[i].pidfd);
+	m->slots[i].pidfd = -1;
+	m->slots[i].gen++;
+}
+
+int es_track(struct es_monitor *m, int pidfd, const struct es_key *key)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+	int i, rc = 0;
+
+	pthread_mutex_lock(&m->lock);
+	i = slot_get(m);
+	if (i < 0) {
+		rc = i;
+		goto out;
+	}
+	m->slots[i].pidfd = pidfd;
+	m->slots[i].key = *key;
+	ev.data.u64 = ((uint64_t)m->slots[i].gen << 32) | (uint32_t)i;
+	if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, pidfd, &ev) < 0) {
+		rc = -errno;
+		m->slots[i].pidfd = -1;
+	}
+out:
+	pthread_mutex_unlock(&m->lock);
+	if (rc)
+		close(pidfd);
+	return rc;
+}
+
+int es_monitor_register(struct es_monitor *m, int pid, uint64_t expect_ident,
+			uint64_t *ident_out, char *err, size_t errlen)
+{
+	struct es_reg reg = {.registered_ns = mono_ns()};
+	struct es_key key = {.pid = pid};
+	struct es_exit rec;
+	uint64_t ident;
+	int pidfd, rc;
+
+	/* pidfd first: from here on the pid cannot be recycled under us. */
+	pidfd = es_pidfd_open(pid);
+	if (pidfd == -ESRCH)
+		return es_err(err, errlen, -ESRCH,
+			      "process %d already exited", pid);
+	if (pidfd == -EINVAL)
+		return es_err(err, errlen, -EINVAL,
+			      "pid %d is not a process (thread group leader)",
+			      pid);
+	if (pidfd < 0)
+		return es_err(err, errlen, pidfd, "process %d: pidfd_open: %s",
+			      pid, strerror(-pidfd));
+
+	rc = es_ident_of_pidfd(pidfd, pid, &ident);
+	key.ident = ident;
+	if (rc) {
+		es_err(err, errlen, rc == -ENOENT ? -ESRCH : rc,
+		       "process %d: cannot read its identity: %s", pid,
+		       strerror(-rc));
+		rc = rc == -ENOENT ? -ESRCH : rc;
+		goto fail;
+	}
+	if (expect_ident && key.ident != expect_ident) {
+		rc = es_err(err, errlen, -ESTALE,
+			    "pid %d is not the expected process (identity "
+			    "%llu, expected %llu): its pid was reused",
+			    pid, (unsigned long long)key.ident,
+			    (unsigned long long)expect_ident);
+		goto fail;
+	}
+
+	if (bpf_map_update_elem(m->reg_fd, &key, &reg, BPF_NOEXIST) < 0) {
+		rc = -errno;
+		if (rc == -E2BIG)
+			es_err(err, errlen, rc = -ENOSPC,
+			       "tracking capacity %u reached", m->capacity);
+		else if (rc == -EEXIST)
+			es_err(err, errlen, rc,
+			       "process %d is already registered", pid);
+		else if (rc == -EPERM || rc == -EACCES)
+			es_err(err, errlen, rc,
+			       "no permission to update the registrations "
+			       "map: run as root or with CAP_BPF");
+		else
+			es_err(err, errlen, rc, "cannot register process %d: %s",
+			       pid, strerror(-rc));
+		goto fail;
+	}
+
+	/* It may have died between pidfd_open and the map insert, when the
+	 * BPF program did not yet know it: then there is no record, and never
+	 * will be. Dying after the insert leaves a record before the pidfd
+	 * becomes readable, so "exited and no record" means "lost". */
+	if (pidfd_exited(pidfd) && !have_record(m, &key, &rec)) {
+		bpf_map_delete_elem(m->reg_fd, &key);
+		rc = es_err(err, errlen, -ESRCH,
+			    "process %d exited before it was registered", pid);
+		goto fail;
+	}
+
+	rc = es_track(m, pidfd, &key);
+	if (rc) {
+		bpf_map_delete_elem(m->reg_fd, &key);
+		return es_err(err, errlen, rc, "cannot poll process %d: %s",
+			      pid, strerror(-rc));
+	}
+	if (ident_out)
+		*ident_out = key.ident;
+	return 0;
+fail:
+	close(pidfd);
+	return rc;
+}
+
+static void fill_event(struct es_exit_event *ev, const struct es_key *key,
+		       const struct es_exit *rec)
+{
+	ev->pid = key->pid;
+	ev->ident = key->ident;
+	ev->status = rec ? rec->status : 0;
+	ev->exit_ns = rec ? rec->exit_ns : mono_ns();
+	ev->err = rec ? 0 : -ENODATA;
+}
+
+int es_monitor_wait(struct es_monitor *m, struct es_exit_event *evs, int max,
+		    int timeout_ms)
+{
+	struct epoll_event eps[64];
+	struct es_exit rec;
+	struct es_key key;
+	bool woken = false;
+	int n, i, out = 0;
+
+	if (max > 64)
+		max = 64;
+	n = epoll_wait(m->epfd, eps, max, timeout_ms);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (i = 0; i < n; i++) {
+		uint64_t data = eps[i].data.u64;
+		uint32_t idx = (uint32_t)data, gen = data >> 32;
+		bool ours = false;
+
+		if (data == ES_WAKE_TOKEN) {
+			woken = true;
+			continue;
+		}
+		pthread_mutex_lock(&m->lock);
+		/* A slot forgotten (and perhaps reused) since epoll_wait
+		 * returned is not this event's process any more. */
+		if (idx < m->nslots && m->slots[idx].pidfd >= 0 &&
+		    m->slots[idx].gen == gen) {
+			key = m->slots[idx].key;
+			slot_release(m, idx);
+			ours = true;
+		}
+		pthread_mutex_unlock(&m->lock);
+		if (!ours)
+			continue;
+		fill_event(&evs[out++], &key,
+			   have_record(m, &key, &rec) ? &rec : NULL);
+	}
+	if (!out && woken)
+		return -ECANCELED;
+	return out;
+}
+
+void es_monitor_wake(struct es_monitor *m)
+{
+	uint64_t one = 1;
+
+	/* Never read back: the eventfd stays readable, so every later wait
+	 * returns at once. */
+	if (write(m->wakefd, &one, sizeof(one)) < 0) {
+		/* Only fails if the counter would overflow: already woken. */
+	}
+}
+
+int es_monitor_lookup(struct es_monitor *m, int pid, uint64_t ident,
+		      struct es_exit_event *ev, char *err, size_t errlen)
+{
+	struct es_key key = {.pid = pid, .ident = ident};
+	struct es_reg reg;
+	struct es_exit rec;
+	uint64_t now;
+	int pidfd, rc;
+
+	if (bpf_map_lookup_elem(m->reg_fd, &key, &reg) < 0)
+		return es_err(err, errlen, -ENOENT,
+			      "process %d (identity %llu) is not registered",
+			      pid, (unsigned long long)ident);
+	if (have_record(m, &key, &rec)) {
+		fill_event(ev, &key, &rec);
+		return 1;
+	}
+	pidfd = es_pidfd_open(pid);
+	if (pidfd >= 0 && (es_ident_of_pidfd(pidfd, pid, &now) < 0 ||
+			   now != ident)) {
+		close(pidfd);
+		pidfd = -ESRCH;
+	}
+	if (pidfd < 0) {
+		/* Gone, reaped, pid maybe reused: its record is written before
+		 * the reap, so look once more in case it just exited. */
+		if (have_record(m, &key, &rec)) {
+			fill_event(ev, &key, &rec);
+			return 1;
+		}
+		return es_err(err, errlen, -ENODATA,
+			      "process %d (identity %llu) is gone but left "
+			      "no exit record",
+			      pid, (unsigned long long)ident);
+	}
+	rc = es_track(m, pidfd, &key);
+	if (rc)
+		return es_err(err, errlen, rc, "cannot poll process %d: %s",
+			      pid, strerror(-rc));
+	return 0;
+}
+
+int es_monitor_forget(struct es_monitor *m, int pid, uint64_t ident)
+{
+	struct es_key key = {.pid = pid, .ident = ident};
+	int rc = 0;
+	uint32_t i;
+
+	pthread_mutex_lock(&m->lock);
+	for (i = 0; i < m->nslots; i++) {
+		struct es_slot *s = &m->slots[i];
+
+		if (s->pidfd >= 0 && s->key.pid == key.pid &&
+		    s->key.ident == key.ident)
+			slot_release(m, i);
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (bpf_map_delete_elem(m->reg_fd, &key) < 0 && errno != ENOENT)
+		rc = -errno;
+	if (bpf_map_delete_elem(m->exits_fd, &key) < 0 && errno != ENOENT &&
+	    !rc)
+		rc = -errno;
+	return rc;
+}
+
+static int count_or_list(int fd, struct es_proc *procs, int max)
+{
+	struct es_key key, next;
+	void *prev = NULL;
+	int n = 0;
+
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		if (procs && n < max)
+			procs[n] = (struct es_proc){next.pid, next.ident};
+		n++;
+		if (procs && n >= max)
+			break;
+		key = next;
+		prev = &key;
+	}
+	return n;
+}
+
+int es_monitor_list(struct es_monitor *m, struct es_proc *procs, int max)
+{
+	return count_or_list(m->reg_fd, procs, max);
+}
+
+int es_monitor_count_exits(struct es_monitor *m)
+{
+	return count_or_list(m->exits_fd, NULL, 0);
+}

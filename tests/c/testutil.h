@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Small harness for the C tests: checks, a private pin dir per test, and
+ * children that wait for a go signal so they can be registered first. */
+#ifndef EMBEDSHIM_TESTUTIL_H
+#define EMBEDSHIM_TESTUTIL_H
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "embedshim/monitor.h"
+
+extern int tu_failures;
+
+#define CHECK(cond, ...)                                                       \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__,          \
+				__LINE__, #cond);                              \
+			fprintf(stderr, __VA_ARGS__);                          \
+			fprintf(stderr, "\n");                                 \
+			tu_failures++;                                         \
+		}                                                              \
+	} while (0)
+
+#define REQUIRE(cond, ...)                                                     \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			CHECK(cond, __VA_ARGS__);                              \
+			tu_finish();                                           \
+		}                                                              \
+	} while (0)
+
+struct tu_child {
+	pid_t pid;
+	int go_fd; /* write end: a byte (or close) releases the child */
+};
+
+/* Create a temp pin dir (removed with its bpffs mount by tu_finish). */
+const char *tu_pin_dir(void);
+
+/* Open a monitor on tu_pin_dir() with the given capacity (0: default). */
+struct es_monitor *tu_open(uint32_t capacity);
+
+/* Fork a child that blocks until released, then runs fn(arg) and exits
+ * with its return value. */
+struct tu_child tu_spawn(int (*fn)(void *), void *arg);
+void tu_release(struct tu_child *c);
+
+/* Collect exactly n exits (timeout per wait in ms); returns how many. */
+int tu_collect(struct es_monitor *m, struct es_exit_event *evs, int n,
+	       int timeout_ms);
+
+/* waitpid() the child and return its raw status (the oracle). */
+int tu_reap(pid_t pid);
+
+int tu_count_fds(void);
+
+/* Print the result, destroy pins, and exit 0/1. */
+void tu_finish(void) __attribute__((noreturn));
+
+#endif
