@@ -43,6 +43,18 @@ struct {
 	__type(value, struct es_exit);
 } exits SEC(".maps");
 
+/*
+ * Exits of processes that were not registered (yet), newest kept. It closes
+ * the registration race: a process that passes its tracepoint while user
+ * space inserts its registration is found here instead of being lost.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ES_RECENT_EXITS);
+	__type(key, struct es_key);
+	__type(value, struct es_exit);
+} recent SEC(".maps");
+
 static __always_inline __u64 process_ident(struct task_struct *leader)
 {
 	if (ident_kind == ES_IDENT_PIDFS_INO) {
@@ -70,12 +82,6 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 
 	key.pid = BPF_CORE_READ(task, tgid);
 	leader = BPF_CORE_READ(task, group_leader);
-	key.ident = process_ident(leader);
-	/* Cheap filter first: the tracepoint fires for every thread on the
-	 * host, only registered processes matter. */
-	if (!bpf_map_lookup_elem(&registrations, &key))
-		return 0;
-
 	if (tp_has_group_dead)
 		group_dead = (bool)ctx->args[1];
 	else
@@ -91,7 +97,11 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 	else
 		rec.status = BPF_CORE_READ(leader, exit_code);
 	rec.exit_ns = bpf_ktime_get_ns();
-	bpf_map_update_elem(&exits, &key, &rec, BPF_ANY);
+	key.ident = process_ident(leader);
+	if (bpf_map_lookup_elem(&registrations, &key))
+		bpf_map_update_elem(&exits, &key, &rec, BPF_ANY);
+	else
+		bpf_map_update_elem(&recent, &key, &rec, BPF_ANY);
 	return 0;
 }
 

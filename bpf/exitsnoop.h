@@ -15,6 +15,10 @@
 
 #define ES_LAYOUT_VERSION 1
 
+/* Capacity of the LRU of unregistered exits (see exitsnoop.bpf.c): it only
+ * has to outlive the microseconds of a registration. */
+#define ES_RECENT_EXITS 4096
+
 /* How a process is identified, chosen at load time (see es_ident_kind()). */
 enum es_ident_kind {
 	/* pidfs inode number of the process's struct pid (Linux >= 6.9): exact,

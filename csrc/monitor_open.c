@@ -151,19 +151,33 @@ static int ensure_bpffs(const char *pin_dir, char *err, size_t errlen)
 	return 0;
 }
 
-static void pin_paths(const char *pin_dir, char *vdir, char *reg, char *ex,
-		      char *link)
+struct pin_paths {
+	char vdir[PATH_MAX - 32]; /* room for the file names below */
+	char reg[PATH_MAX];
+	char exits[PATH_MAX];
+	char recent[PATH_MAX];
+	char link[PATH_MAX];
+};
+
+static void pin_paths(const char *pin_dir, struct pin_paths *p)
 {
-	snprintf(vdir, PATH_MAX, "%s/v%d", pin_dir, ES_LAYOUT_VERSION);
-	snprintf(reg, PATH_MAX, "%s/registrations", vdir);
-	snprintf(ex, PATH_MAX, "%s/exits", vdir);
-	snprintf(link, PATH_MAX, "%s/link", vdir);
+	snprintf(p->vdir, sizeof(p->vdir), "%s/v%d", pin_dir, ES_LAYOUT_VERSION);
+	snprintf(p->reg, PATH_MAX, "%s/registrations", p->vdir);
+	snprintf(p->exits, PATH_MAX, "%s/exits", p->vdir);
+	snprintf(p->recent, PATH_MAX, "%s/recent", p->vdir);
+	snprintf(p->link, PATH_MAX, "%s/link", p->vdir);
+}
+
+static void unlink_maps(const struct pin_paths *p)
+{
+	unlink(p->reg);
+	unlink(p->exits);
+	unlink(p->recent);
 }
 
 /* Fresh load: the link is pinned last, so its pin means "complete". */
-static int load_and_pin(const char *vdir, const char *reg, const char *ex,
-			const char *link_path, uint32_t capacity, char *err,
-			size_t errlen)
+static int load_and_pin(const struct pin_paths *p, uint32_t capacity,
+			char *err, size_t errlen)
 {
 	struct exitsnoop_bpf *skel;
 	struct bpf_link *link = NULL;
@@ -171,12 +185,11 @@ static int load_and_pin(const char *vdir, const char *reg, const char *ex,
 
 	/* Leftovers of an interrupted load hold no records worth keeping:
 	 * no program was attached to write them. */
-	unlink(reg);
-	unlink(ex);
+	unlink_maps(p);
 
 	skel = exitsnoop_bpf__open();
 	if (!skel)
-		return es_err(err, errlen, -errno ? -errno : -EINVAL,
+		return es_err(err, errlen, errno ? -errno : -EINVAL,
 			      "cannot open BPF object: %s", strerror(errno));
 	skel->rodata->tp_has_group_dead = tp_has_group_dead();
 	skel->rodata->ident_kind = es_ident_kind();
@@ -205,17 +218,18 @@ static int load_and_pin(const char *vdir, const char *reg, const char *ex,
 		       strerror(-rc));
 		goto cleanup;
 	}
-	rc = bpf_map__pin(skel->maps.registrations, reg);
+	rc = bpf_map__pin(skel->maps.registrations, p->reg);
 	if (!rc)
-		rc = bpf_map__pin(skel->maps.exits, ex);
+		rc = bpf_map__pin(skel->maps.exits, p->exits);
 	if (!rc)
-		rc = bpf_link__pin(link, link_path);
+		rc = bpf_map__pin(skel->maps.recent, p->recent);
+	if (!rc)
+		rc = bpf_link__pin(link, p->link);
 	if (rc) {
 		es_err(err, errlen, rc, "cannot pin BPF objects under %s: %s",
-		       vdir, strerror(-rc));
-		unlink(reg);
-		unlink(ex);
-		unlink(link_path);
+		       p->vdir, strerror(-rc));
+		unlink_maps(p);
+		unlink(p->link);
 	}
 cleanup:
 	/* Pinned objects live on without these fds. */
@@ -260,12 +274,12 @@ static int open_pinned_map(const char *path, uint32_t key_size,
 int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 		    struct es_monitor **out, char *err, size_t errlen)
 {
-	char vdir[PATH_MAX], reg[PATH_MAX], ex[PATH_MAX], link[PATH_MAX];
+	struct pin_paths p;
 	uint32_t capacity = opts && opts->capacity ? opts->capacity
 						   : ES_DEFAULT_CAPACITY;
 	struct epoll_event ev = {.events = EPOLLIN};
 	struct es_monitor *m;
-	uint32_t max_reg, max_ex;
+	uint32_t max_reg, max_ex, max_recent;
 	int rc;
 
 	libbpf_set_print(quiet_libbpf);
@@ -275,14 +289,14 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 	rc = ensure_bpffs(pin_dir, err, errlen);
 	if (rc)
 		return rc;
-	pin_paths(pin_dir, vdir, reg, ex, link);
-	if (mkdir(vdir, 0700) < 0 && errno != EEXIST) {
+	pin_paths(pin_dir, &p);
+	if (mkdir(p.vdir, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
-		return es_err(err, errlen, rc, "cannot create %s: %s", vdir,
+		return es_err(err, errlen, rc, "cannot create %s: %s", p.vdir,
 			      strerror(-rc));
 	}
-	if (access(link, F_OK) != 0) {
-		rc = load_and_pin(vdir, reg, ex, link, capacity, err, errlen);
+	if (access(p.link, F_OK) != 0) {
+		rc = load_and_pin(&p, capacity, err, errlen);
 		if (rc)
 			return rc;
 	}
@@ -290,19 +304,24 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return es_err(err, errlen, -ENOMEM, "out of memory");
-	m->reg_fd = m->exits_fd = m->epfd = m->wakefd = -1;
+	m->reg_fd = m->exits_fd = m->recent_fd = m->epfd = m->wakefd = -1;
 	pthread_mutex_init(&m->lock, NULL);
 
-	rc = open_pinned_map(reg, sizeof(struct es_key), sizeof(struct es_reg),
+	rc = open_pinned_map(p.reg, sizeof(struct es_key), sizeof(struct es_reg),
 			     &max_reg, err, errlen);
 	if (rc < 0)
 		goto cleanup;
 	m->reg_fd = rc;
-	rc = open_pinned_map(ex, sizeof(struct es_key), sizeof(struct es_exit),
-			     &max_ex, err, errlen);
+	rc = open_pinned_map(p.exits, sizeof(struct es_key),
+			     sizeof(struct es_exit), &max_ex, err, errlen);
 	if (rc < 0)
 		goto cleanup;
 	m->exits_fd = rc;
+	rc = open_pinned_map(p.recent, sizeof(struct es_key),
+			     sizeof(struct es_exit), &max_recent, err, errlen);
+	if (rc < 0)
+		goto cleanup;
+	m->recent_fd = rc;
 	m->capacity = max_reg < max_ex ? max_reg : max_ex;
 
 	m->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -338,6 +357,8 @@ void es_monitor_close(struct es_monitor *m)
 		close(m->epfd);
 	if (m->exits_fd >= 0)
 		close(m->exits_fd);
+	if (m->recent_fd >= 0)
+		close(m->recent_fd);
 	if (m->reg_fd >= 0)
 		close(m->reg_fd);
 	pthread_mutex_destroy(&m->lock);
@@ -351,19 +372,21 @@ uint32_t es_monitor_capacity(const struct es_monitor *m)
 
 int es_pins_destroy(const char *pin_dir, char *err, size_t errlen)
 {
-	char vdir[PATH_MAX], reg[PATH_MAX], ex[PATH_MAX], link[PATH_MAX];
-	int rc = 0;
+	const char *files[4];
+	struct pin_paths p;
+	int i, rc = 0;
 
-	pin_paths(pin_dir, vdir, reg, ex, link);
+	pin_paths(pin_dir, &p);
 	/* Link first: once its pin is gone the program is detached (when no
 	 * fd holds it), so no record is written into half-removed maps. */
-	if (unlink(link) < 0 && errno != ENOENT)
-		rc = -errno;
-	if (unlink(reg) < 0 && errno != ENOENT && !rc)
-		rc = -errno;
-	if (unlink(ex) < 0 && errno != ENOENT && !rc)
-		rc = -errno;
-	if (rmdir(vdir) < 0 && errno != ENOENT && !rc)
+	files[0] = p.link;
+	files[1] = p.reg;
+	files[2] = p.exits;
+	files[3] = p.recent;
+	for (i = 0; i < 4; i++)
+		if (unlink(files[i]) < 0 && errno != ENOENT && !rc)
+			rc = -errno;
+	if (rmdir(p.vdir) < 0 && errno != ENOENT && !rc)
 		rc = -errno;
 	if (rc)
 		return es_err(err, errlen, rc, "cannot remove pins under %s: %s",

@@ -130,6 +130,13 @@ int es_monitor_register(struct es_monitor *m, int pid, uint64_t expect_ident,
 		goto fail;
 	}
 
+	/* A zombie already: its exit happened before we knew of it. */
+	if (pidfd_exited(pidfd)) {
+		rc = es_err(err, errlen, -ESRCH,
+			    "process %d exited before it was registered", pid);
+		goto fail;
+	}
+
 	if (bpf_map_update_elem(m->reg_fd, &key, &reg, BPF_NOEXIST) < 0) {
 		rc = -errno;
 		if (rc == -E2BIG)
@@ -148,16 +155,12 @@ int es_monitor_register(struct es_monitor *m, int pid, uint64_t expect_ident,
 		goto fail;
 	}
 
-	/* It may have died between pidfd_open and the map insert, when the
-	 * BPF program did not yet know it: then there is no record, and never
-	 * will be. Dying after the insert leaves a record before the pidfd
-	 * becomes readable, so "exited and no record" means "lost". */
-	if (pidfd_exited(pidfd) && !have_record(m, &key, &rec)) {
-		bpf_map_delete_elem(m->reg_fd, &key);
-		rc = es_err(err, errlen, -ESRCH,
-			    "process %d exited before it was registered", pid);
-		goto fail;
-	}
+	/* If its last thread passed the tracepoint before the insert, the
+	 * BPF program filed the exit under "recent": adopt it. (Its pidfd may
+	 * not be readable yet: exit_notify comes after the tracepoint.) */
+	if (!have_record(m, &key, &rec) &&
+	    bpf_map_lookup_elem(m->recent_fd, &key, &rec) == 0)
+		bpf_map_update_elem(m->exits_fd, &key, &rec, BPF_NOEXIST);
 
 	rc = es_track(m, pidfd, &key);
 	if (rc) {

@@ -1,0 +1,54 @@
+# embedshim: one Makefile for the C core, the Go binaries, tests and benchmarks.
+# `make test` and `make demo` install what they need (hack/install-deps.sh).
+
+SHELL := /bin/bash
+BUILD_DIR := _output/build
+GO ?= go
+export PATH := /usr/local/go/bin:/usr/sbin:$(PATH)
+export CGO_ENABLED := 1
+
+.PHONY: all deps core build test test-c test-go bench-core demo fmt lint clean
+
+all: build
+
+deps:
+	@hack/install-deps.sh
+
+# The C core: BPF object, skeleton, libembedshim.a, C tests and benchmark.
+core: deps
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@$(MAKE) --no-print-directory -C $(BUILD_DIR)
+
+-include mk/containerd.mk
+
+build: core $(BUILD_EXTRA)
+
+test: build lint test-c test-go
+	@echo "make test: all passed"
+
+test-c: core
+	ctest --test-dir $(BUILD_DIR) --output-on-failure
+	$(BUILD_DIR)/bench_core -n 200 -o _output/bench/core-smoke.json >/dev/null
+
+test-go: build
+	$(GO) test -count=1 -timeout 20m ./go/... ./tests/...
+
+# Exit -> delivery latency of the core against waitpid, same run.
+bench-core: core
+	@mkdir -p _output/bench
+	$(BUILD_DIR)/bench_core -n 10000 -o _output/bench/core.json
+
+demo: core
+	$(GO) run ./cmd/exitmon-demo
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+	clang-format -i $$(git ls-files 'csrc/*.[ch]' 'csrc/**/*.h' 'bpf/*.[ch]' 'tests/c/*.[ch]' 'tests/bench/*.c')
+
+lint: core
+	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt: $$bad"; exit 1; fi
+	$(GO) vet ./...
+	@if [ -f .clang-format ]; then clang-format --dry-run --Werror $$(git ls-files 'csrc/*.[ch]' 'csrc/**/*.h' 'bpf/*.[ch]' 'tests/c/*.[ch]' 'tests/bench/*.c'); fi
+
+clean:
+	rm -rf _output bin

@@ -1,0 +1,251 @@
+// Package exitmon is the Go binding of embedshim's C core: it tracks
+// processes that are not our children and reports how they exited, through
+// a pidfd epoll loop and a BPF program on sched_process_exit whose records
+// are pinned in bpffs and so survive a restart of the caller.
+//
+// It is the only cgo package of embedshim. The C library, libbpf, libelf and
+// libz are linked statically; build the C library first (make).
+package exitmon
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../csrc/include
+#cgo LDFLAGS: ${SRCDIR}/../../_output/build/libembedshim.a -l:libbpf.a -l:libelf.a -l:libz.a -lpthread
+#include <stdlib.h>
+#include "embedshim/monitor.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const errLen = 512
+
+// DefaultCapacity is the number of processes tracked at once by default.
+const DefaultCapacity = C.ES_DEFAULT_CAPACITY
+
+// Options for Open.
+type Options struct {
+	// Capacity is the number of processes that can be tracked at once;
+	// 0 means DefaultCapacity. Existing pins keep their capacity.
+	Capacity uint32
+}
+
+// Key names a tracked process: its host pid and identity (pidfs inode, or
+// start time in ticks on kernels without pidfs), so a reused pid is never
+// taken for the process we registered.
+type Key struct {
+	Pid   int
+	Ident uint64
+}
+
+// Exit is how a tracked process ended.
+type Exit struct {
+	Pid      int
+	Ident    uint64
+	Status   uint32 // raw wait status, as waitpid(2) gives it
+	ExitedAt time.Time
+	// Unrecorded is set if the process died without an exit record (should
+	// not happen; Status is then meaningless).
+	Unrecorded bool
+}
+
+// ExitStatus converts a raw wait status to containerd's convention, as its
+// runc shim does: the exit code for a normal exit, 128+signal for a process
+// killed by a signal (SIGKILL: 137); the core-dump flag changes nothing.
+func ExitStatus(ws uint32) uint32 {
+	s := unix.WaitStatus(ws)
+	if s.Signaled() {
+		return 128 + uint32(s.Signal())
+	}
+	return uint32(s.ExitStatus())
+}
+
+// Monitor tracks registered processes. Its methods are safe for concurrent
+// use.
+type Monitor struct {
+	c        *C.struct_es_monitor
+	exits    chan Exit
+	done     chan struct{}
+	loopDone chan struct{}
+	closeMu  sync.Once
+}
+
+// Open loads and attaches the BPF program and pins it with its maps under
+// pinDir (a private bpffs is mounted there unless it is one), or reopens the
+// pins an earlier Monitor left there, with their records.
+func Open(pinDir string, opts Options) (*Monitor, error) {
+	cdir := C.CString(pinDir)
+	defer C.free(unsafe.Pointer(cdir))
+	var errbuf [errLen]C.char
+	copts := C.struct_es_open_opts{capacity: C.uint32_t(opts.Capacity)}
+	m := &Monitor{
+		exits:    make(chan Exit, 1024),
+		done:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+	}
+	if rc := C.es_monitor_open(cdir, &copts, &m.c, &errbuf[0], errLen); rc != 0 {
+		return nil, newError("open", rc, &errbuf[0])
+	}
+	go m.loop()
+	return m, nil
+}
+
+// Capacity is the number of processes the open maps can track.
+func (m *Monitor) Capacity() uint32 { return uint32(C.es_monitor_capacity(m.c)) }
+
+// Identity returns the identity of a live (or zombie) process.
+func Identity(pid int) (uint64, error) {
+	var errbuf [errLen]C.char
+	var ident C.uint64_t
+	if rc := C.es_process_ident(C.int(pid), &ident, &errbuf[0], errLen); rc != 0 {
+		return 0, newError("identity", rc, &errbuf[0])
+	}
+	return uint64(ident), nil
+}
+
+// Register starts tracking pid. A non-zero ident must match the process's
+// identity (ErrNotExpected otherwise); 0 takes the identity it has now,
+// which is returned. A process that already exited gives ErrExited; a full
+// map gives ErrCapacity.
+func (m *Monitor) Register(pid int, ident uint64) (uint64, error) {
+	var errbuf [errLen]C.char
+	var out C.uint64_t
+	if rc := C.es_monitor_register(m.c, C.int(pid), C.uint64_t(ident), &out, &errbuf[0], errLen); rc != 0 {
+		return 0, newError("register", rc, &errbuf[0])
+	}
+	return uint64(out), nil
+}
+
+// Exits delivers the exit of each registered (or re-polled) process once.
+// It is closed by Close.
+func (m *Monitor) Exits() <-chan Exit { return m.exits }
+
+// Lookup finds a process registered before a restart: its exit if it
+// exited meanwhile, else (nil, nil) and it is polled again, its exit then
+// arriving on Exits.
+func (m *Monitor) Lookup(pid int, ident uint64) (*Exit, error) {
+	var errbuf [errLen]C.char
+	var ev C.struct_es_exit_event
+	rc := C.es_monitor_lookup(m.c, C.int(pid), C.uint64_t(ident), &ev, &errbuf[0], errLen)
+	switch {
+	case rc < 0:
+		return nil, newError("lookup", rc, &errbuf[0])
+	case rc == 0:
+		return nil, nil
+	}
+	e := toExit(&ev, monoNow(), time.Now())
+	return &e, nil
+}
+
+// Forget stops tracking a process and deletes its registration and exit
+// record. Forgetting an unknown process is not an error.
+func (m *Monitor) Forget(pid int, ident uint64) error {
+	if rc := C.es_monitor_forget(m.c, C.int(pid), C.uint64_t(ident)); rc != 0 {
+		return newError("forget", rc, nil)
+	}
+	return nil
+}
+
+// Registered lists every registration in the pinned maps.
+func (m *Monitor) Registered() ([]Key, error) {
+	n := C.es_monitor_list(m.c, nil, 0)
+	for {
+		if n < 0 {
+			return nil, newError("list", n, nil)
+		}
+		procs := make([]C.struct_es_proc, int(n)+16)
+		got := C.es_monitor_list(m.c, &procs[0], C.int(len(procs)))
+		if got < 0 {
+			return nil, newError("list", got, nil)
+		}
+		if int(got) < len(procs) {
+			keys := make([]Key, got)
+			for i := range keys {
+				keys[i] = Key{Pid: int(procs[i].pid), Ident: uint64(procs[i].ident)}
+			}
+			return keys, nil
+		}
+		n = got * 2 // grew meanwhile
+	}
+}
+
+// ExitRecords is the number of exit records in the pinned maps.
+func (m *Monitor) ExitRecords() int { return int(C.es_monitor_count_exits(m.c)) }
+
+// Close stops delivering exits and closes the monitor. Pins, registrations
+// and records stay for the next Open: nothing is detached.
+func (m *Monitor) Close() error {
+	m.closeMu.Do(func() {
+		close(m.done)
+		C.es_monitor_wake(m.c)
+		<-m.loopDone
+		C.es_monitor_close(m.c)
+		m.c = nil
+	})
+	return nil
+}
+
+// DestroyPins removes the pins under pinDir (detaching the program once no
+// Monitor holds it) and unmounts the bpffs mounted there. For tests and
+// uninstall; every record is lost.
+func DestroyPins(pinDir string) error {
+	cdir := C.CString(pinDir)
+	defer C.free(unsafe.Pointer(cdir))
+	var errbuf [errLen]C.char
+	if rc := C.es_pins_destroy(cdir, &errbuf[0], errLen); rc != 0 {
+		return newError("destroy pins", rc, &errbuf[0])
+	}
+	return nil
+}
+
+// loop is the one goroutine that blocks in C: one cgo call per batch of
+// exits, and the C side never calls back into Go.
+func (m *Monitor) loop() {
+	defer close(m.loopDone)
+	defer close(m.exits)
+	const batch = 64
+	var evs [batch]C.struct_es_exit_event
+	for {
+		n := C.es_monitor_wait(m.c, &evs[0], batch, -1)
+		if n < 0 {
+			return // woken by Close (or epoll broke: nothing to recover)
+		}
+		mono, wall := monoNow(), time.Now()
+		for i := 0; i < int(n); i++ {
+			select {
+			case m.exits <- toExit(&evs[i], mono, wall):
+			case <-m.done:
+				// The records stay in the maps; a later Lookup finds them.
+				return
+			}
+		}
+	}
+}
+
+func toExit(ev *C.struct_es_exit_event, mono uint64, wall time.Time) Exit {
+	e := Exit{
+		Pid:        int(ev.pid),
+		Ident:      uint64(ev.ident),
+		Status:     uint32(ev.status),
+		Unrecorded: ev.err != 0,
+	}
+	// The record holds CLOCK_MONOTONIC; map it onto the wall clock now.
+	e.ExitedAt = wall.Add(-time.Duration(mono - uint64(ev.exit_ns)))
+	return e
+}
+
+func monoNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+func (e Exit) String() string {
+	return fmt.Sprintf("pid %d exited with status %d", e.Pid, ExitStatus(e.Status))
+}

@@ -1,0 +1,235 @@
+package exitmon
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// openTest opens a monitor on a private pin dir that is destroyed (with its
+// bpffs mount) when the test ends, even on failure.
+func openTest(t *testing.T, opts Options) (*Monitor, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (bpf, bpffs)")
+	}
+	dir := filepath.Join(t.TempDir(), "bpf")
+	m, err := Open(dir, opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() {
+		m.Close()
+		if err := DestroyPins(dir); err != nil {
+			t.Errorf("destroy pins: %v", err)
+		}
+	})
+	return m, dir
+}
+
+// gated starts `sh -c script` blocked on its stdin until release is called,
+// so it can be registered before it runs.
+type gated struct {
+	cmd *exec.Cmd
+	w   *os.File
+}
+
+func startGated(t *testing.T, script string) *gated {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/bin/sh", "-c", "read x; "+script)
+	cmd.Stdin = r
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	g := &gated{cmd: cmd, w: w}
+	t.Cleanup(func() { g.w.Close(); g.cmd.Process.Kill(); g.cmd.Wait() })
+	return g
+}
+
+func (g *gated) release() { g.w.Write([]byte("go\n")); g.w.Close() }
+
+// waitStatus reaps the child: the real parent's view, our oracle.
+func (g *gated) waitStatus(t *testing.T) uint32 {
+	g.cmd.Wait()
+	return uint32(g.cmd.ProcessState.Sys().(syscall.WaitStatus))
+}
+
+func next(t *testing.T, m *Monitor) Exit {
+	t.Helper()
+	select {
+	case e := <-m.Exits():
+		return e
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit delivered within 10s")
+	}
+	return Exit{}
+}
+
+func TestExitStatusConvention(t *testing.T) {
+	for _, c := range []struct {
+		ws   uint32
+		want uint32
+	}{
+		{0, 0}, {3 << 8, 3}, {255 << 8, 255},
+		{uint32(unix.SIGKILL), 137}, {uint32(unix.SIGTERM), 143},
+		{uint32(unix.SIGSEGV) | 0x80, 139}, // core dumped: still 128+n
+	} {
+		if got := ExitStatus(c.ws); got != c.want {
+			t.Errorf("ExitStatus(%#x) = %d, want %d", c.ws, got, c.want)
+		}
+	}
+}
+
+func TestExitsMatchWaitpid(t *testing.T) {
+	m, _ := openTest(t, Options{})
+	for _, c := range []struct {
+		script string
+		want   uint32
+	}{
+		{"exit 0", 0}, {"exit 3", 3}, {"exit 255", 255},
+		{"kill -KILL $$", 137}, {"kill -TERM $$", 143},
+	} {
+		g := startGated(t, c.script)
+		pid := g.cmd.Process.Pid
+		ident, err := m.Register(pid, 0)
+		if err != nil {
+			t.Fatalf("%s: register: %v", c.script, err)
+		}
+		before := time.Now()
+		g.release()
+		e := next(t, m)
+		ws := g.waitStatus(t)
+		if e.Pid != pid || e.Ident != ident || e.Unrecorded {
+			t.Fatalf("%s: got %+v for pid %d ident %d", c.script, e, pid, ident)
+		}
+		if e.Status != ws || ExitStatus(e.Status) != c.want {
+			t.Errorf("%s: status %#x (%d), waitpid %#x, want %d", c.script, e.Status, ExitStatus(e.Status), ws, c.want)
+		}
+		if e.ExitedAt.Before(before.Add(-time.Second)) || e.ExitedAt.After(time.Now().Add(time.Second)) {
+			t.Errorf("%s: exit time %v not around now", c.script, e.ExitedAt)
+		}
+		if err := m.Forget(pid, ident); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keys, _ := m.Registered(); len(keys) != 0 || m.ExitRecords() != 0 {
+		t.Errorf("left behind: %d registrations, %d records", len(keys), m.ExitRecords())
+	}
+}
+
+func TestRegisterErrors(t *testing.T) {
+	m, _ := openTest(t, Options{Capacity: 2})
+	if m.Capacity() != 2 {
+		t.Fatalf("capacity %d", m.Capacity())
+	}
+	// A reaped process.
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Register(cmd.Process.Pid, 0); !errors.Is(err, ErrExited) {
+		t.Errorf("reaped process: %v, want ErrExited", err)
+	}
+	a, b, c := startGated(t, "exit 1"), startGated(t, "exit 2"), startGated(t, "exit 3")
+	ia, err := m.Register(a.cmd.Process.Pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Register(b.cmd.Process.Pid, ia); !errors.Is(err, ErrNotExpected) {
+		t.Errorf("wrong identity: %v, want ErrNotExpected", err)
+	}
+	if _, err := m.Register(b.cmd.Process.Pid, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Register(c.cmd.Process.Pid, 0)
+	if !errors.Is(err, ErrCapacity) || !strings.Contains(err.Error(), "tracking capacity 2 reached") {
+		t.Errorf("third registration: %v, want the capacity error", err)
+	}
+	for _, g := range []*gated{a, b} {
+		g.release()
+	}
+	got := map[int]uint32{}
+	for i := 0; i < 2; i++ {
+		e := next(t, m)
+		got[e.Pid] = ExitStatus(e.Status)
+		m.Forget(e.Pid, e.Ident)
+	}
+	if got[a.cmd.Process.Pid] != 1 || got[b.cmd.Process.Pid] != 2 {
+		t.Errorf("exits %v", got)
+	}
+}
+
+// A restart: close the monitor, let registered processes exit, reopen and
+// find every status; those still running are polled again.
+func TestRestartKeepsRecords(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
+	m, dir := openTest(t, Options{})
+	gs := []*gated{startGated(t, "exit 7"), startGated(t, "kill -KILL $$"), startGated(t, "exit 9")}
+	idents := make([]uint64, len(gs))
+	for i, g := range gs {
+		var err error
+		if idents[i], err = m.Register(g.cmd.Process.Pid, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Close()
+	gs[0].release()
+	gs[1].release()
+	ws0, ws1 := gs[0].waitStatus(t), gs[1].waitStatus(t)
+
+	m2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	for i, want := range []uint32{ws0, ws1} {
+		e, err := m2.Lookup(gs[i].cmd.Process.Pid, idents[i])
+		if err != nil || e == nil || e.Status != want {
+			t.Fatalf("lookup %d: %+v %v, want status %#x", i, e, err, want)
+		}
+	}
+	if e, err := m2.Lookup(gs[2].cmd.Process.Pid, idents[2]); e != nil || err != nil {
+		t.Fatalf("running process: %+v %v", e, err)
+	}
+	gs[2].release()
+	if e := next(t, m2); e.Pid != gs[2].cmd.Process.Pid || ExitStatus(e.Status) != 9 {
+		t.Fatalf("re-polled exit: %+v", e)
+	}
+	for i, g := range gs {
+		m2.Forget(g.cmd.Process.Pid, idents[i])
+	}
+	if keys, _ := m2.Registered(); len(keys) != 0 {
+		t.Errorf("registrations left: %v", keys)
+	}
+	m2.Close()
+	m.Close()
+	time.Sleep(10 * time.Millisecond)
+	if n := runtime.NumGoroutine(); n > goroutines {
+		t.Errorf("goroutines: %d before, %d after", goroutines, n)
+	}
+}
+
+func TestOpenErrorNamesCause(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o600)
+	_, err := Open(file, Options{})
+	if err == nil || !strings.Contains(err.Error(), file) {
+		t.Fatalf("open on a regular file: %v", err)
+	}
+}
