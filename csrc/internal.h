@@ -46,7 +46,9 @@ int es_ident_of_pidfd(int pidfd, int pid, uint64_t *ident);
 
 int es_pidfd_open(int pid);
 
-/* Add a live pidfd to the epoll set; takes ownership of pidfd. */
-int es_track(struct es_monitor *m, int pidfd, const struct es_key *key);
+/* Add a live pidfd to the epoll set; takes ownership of pidfd. With once,
+ * a process polled already is not added again: -EEXIST. */
+int es_track(struct es_monitor *m, int pidfd, const struct es_key *key,
+	     bool once);
 
 #endif /* EMBEDSHIM_INTERNAL_H */

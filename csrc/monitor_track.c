@@ -65,12 +65,23 @@ static void slot_release(struct es_monitor *m, uint32_t i)
 	m->slots[i].gen++;
 }
 
-int es_track(struct es_monitor *m, int pidfd, const struct es_key *key)
+int es_track(struct es_monitor *m, int pidfd, const struct es_key *key,
+	     bool once)
 {
 	struct epoll_event ev = {.events = EPOLLIN};
+	uint32_t j;
 	int i, rc = 0;
 
 	pthread_mutex_lock(&m->lock);
+	/* Polled already (a repeated lookup): a second slot would deliver
+	 * the exit twice. */
+	for (j = 0; once && j < m->nslots; j++) {
+		if (m->slots[j].pidfd >= 0 && m->slots[j].key.pid == key->pid &&
+		    m->slots[j].key.ident == key->ident) {
+			rc = -EEXIST;
+			goto out;
+		}
+	}
 	i = slot_get(m);
 	if (i < 0) {
 		rc = i;
@@ -90,8 +101,9 @@ out:
 	return rc;
 }
 
-int es_monitor_register(struct es_monitor *m, int pid, uint64_t expect_ident,
-			uint64_t *ident_out, char *err, size_t errlen)
+static int do_register(struct es_monitor *m, int pid, uint64_t expect_ident,
+		       bool adopt, uint64_t *ident_out, char *err,
+		       size_t errlen)
 {
 	struct es_reg reg = {.registered_ns = mono_ns()};
 	struct es_key key = {.pid = pid};
@@ -130,8 +142,10 @@ int es_monitor_register(struct es_monitor *m, int pid, uint64_t expect_ident,
 		goto fail;
 	}
 
-	/* A zombie already: its exit happened before we knew of it. */
-	if (pidfd_exited(pidfd)) {
+	/* A zombie already: its exit happened before we knew of it. Only an
+	 * adopter, which kept it from being reaped, may take its status from
+	 * the recent-exits map. */
+	if (!adopt && pidfd_exited(pidfd)) {
 		rc = es_err(err, errlen, -ESRCH,
 			    "process %d exited before it was registered", pid);
 		goto fail;
@@ -161,8 +175,17 @@ int es_monitor_register(struct es_monitor *m, int pid, uint64_t expect_ident,
 	if (!have_record(m, &key, &rec) &&
 	    bpf_map_lookup_elem(m->recent_fd, &key, &rec) == 0)
 		bpf_map_update_elem(m->exits_fd, &key, &rec, BPF_NOEXIST);
+	if (adopt && pidfd_exited(pidfd) && !have_record(m, &key, &rec)) {
+		bpf_map_delete_elem(m->reg_fd, &key);
+		rc = es_err(err, errlen, -ESRCH,
+			    "process %d exited and its status was already "
+			    "dropped from the recent exits (more than %d exits "
+			    "since)",
+			    pid, ES_RECENT_EXITS);
+		goto fail;
+	}
 
-	rc = es_track(m, pidfd, &key);
+	rc = es_track(m, pidfd, &key, false);
 	if (rc) {
 		bpf_map_delete_elem(m->reg_fd, &key);
 		return es_err(err, errlen, rc, "cannot poll process %d: %s",
@@ -174,6 +197,18 @@ int es_monitor_register(struct es_monitor *m, int pid, uint64_t expect_ident,
 fail:
 	close(pidfd);
 	return rc;
+}
+
+int es_monitor_register(struct es_monitor *m, int pid, uint64_t expect_ident,
+			uint64_t *ident_out, char *err, size_t errlen)
+{
+	return do_register(m, pid, expect_ident, false, ident_out, err, errlen);
+}
+
+int es_monitor_adopt(struct es_monitor *m, int pid, uint64_t *ident_out,
+		     char *err, size_t errlen)
+{
+	return do_register(m, pid, 0, true, ident_out, err, errlen);
 }
 
 static void fill_event(struct es_exit_event *ev, const struct es_key *key,
@@ -275,7 +310,9 @@ int es_monitor_lookup(struct es_monitor *m, int pid, uint64_t ident,
 			      "no exit record",
 			      pid, (unsigned long long)ident);
 	}
-	rc = es_track(m, pidfd, &key);
+	rc = es_track(m, pidfd, &key, true);
+	if (rc == -EEXIST)
+		return 0; /* polled already: its exit comes once */
 	if (rc)
 		return es_err(err, errlen, rc, "cannot poll process %d: %s",
 			      pid, strerror(-rc));

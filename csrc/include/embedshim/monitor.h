@@ -77,6 +77,27 @@ int es_monitor_register(struct es_monitor *m, int pid, uint64_t expect_ident,
 			uint64_t *ident_out, char *err, size_t errlen);
 
 /*
+ * Like es_monitor_register, for a process that may have exited already but
+ * cannot have been reaped: the caller is its parent or subreaper and has not
+ * waited for it. Its status then comes from the BPF program's record of
+ * recent exits. Used by the exec helper.
+ */
+int es_monitor_adopt(struct es_monitor *m, int pid, uint64_t *ident_out,
+		     char *err, size_t errlen);
+
+/*
+ * Run a detached command (`runc exec --detach --pid-file F ...`) as a child
+ * subreaper, so the process it leaves behind cannot be reaped before its
+ * registration: argv is the command, pid_file where it writes the pid, sync_fd
+ * a socket to the registering side. Writes "<pid>\n" to sync_fd once the
+ * command succeeded, waits for one byte (the registration is done) and
+ * returns the exit code for the helper process: 0, or the command's own
+ * failure code. The helper never reaps the process; when it exits, the
+ * process is reparented to init.
+ */
+int es_exec_helper(char **argv, const char *pid_file, int sync_fd);
+
+/*
  * Block until registered processes exit (timeout_ms < 0: forever) and return
  * up to max of them; each registered process is returned once. Returns the
  * count, 0 on timeout, -ECANCELED once es_monitor_wake() was called.
