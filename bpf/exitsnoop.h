@@ -13,7 +13,7 @@
 #ifndef EMBEDSHIM_EXITSNOOP_H
 #define EMBEDSHIM_EXITSNOOP_H
 
-#define ES_LAYOUT_VERSION 1
+#define ES_LAYOUT_VERSION 2
 
 /* Capacity of the LRU of unregistered exits (see exitsnoop.bpf.c): it only
  * has to outlive the microseconds of a registration. */
@@ -29,9 +29,9 @@ enum es_ident_kind {
 };
 
 struct es_key {
-	__u32 pid;	/* tgid in the initial pid namespace */
+	__u32 pid; /* tgid in the initial pid namespace */
 	__u32 _pad;
-	__u64 ident;	/* see enum es_ident_kind */
+	__u64 ident; /* see enum es_ident_kind */
 };
 
 /* Value of the registrations map; nothing is needed beyond the key yet. */
@@ -41,9 +41,9 @@ struct es_reg {
 
 /* Value of the exit-records map: what waitpid() would have returned. */
 struct es_exit {
-	__u32 status;	 /* wait status, as in waitpid(2) */
+	__u32 status; /* wait status, as in waitpid(2) */
 	__u32 _pad;
-	__u64 exit_ns;	 /* CLOCK_MONOTONIC when the thread group died */
+	__u64 exit_ns; /* CLOCK_MONOTONIC when the thread group died */
 };
 
 #endif /* EMBEDSHIM_EXITSNOOP_H */

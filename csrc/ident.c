@@ -102,8 +102,8 @@ int es_process_ident(int pid, uint64_t *ident, char *err, size_t errlen)
 
 	fd = es_pidfd_open(pid);
 	if (fd < 0)
-		return es_err(err, errlen, fd, "process %d: pidfd_open: %s", pid,
-			      strerror(-fd));
+		return es_err(err, errlen, fd, "process %d: pidfd_open: %s",
+			      pid, strerror(-fd));
 	rc = es_ident_of_pidfd(fd, pid, ident);
 	close(fd);
 	if (rc < 0)

@@ -20,8 +20,8 @@ struct es_slot {
 };
 
 struct es_monitor {
-	int reg_fd;   /* registrations map */
-	int exits_fd; /* exit-records map */
+	int reg_fd;    /* registrations map */
+	int exits_fd;  /* exit-records map */
 	int recent_fd; /* LRU of unregistered exits */
 	int epfd;
 	int wakefd; /* eventfd in the epoll set; readable once woken */

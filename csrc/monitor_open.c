@@ -62,9 +62,10 @@ static int check_kernel(char *err, size_t errlen)
 			      "kernel %s too old: embedshim needs Linux >= 5.7",
 			      u.release);
 	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
-		return es_err(err, errlen, -ENOTSUP,
-			      "kernel has no BTF (/sys/kernel/btf/vmlinux "
-			      "missing): build it with CONFIG_DEBUG_INFO_BTF=y");
+		return es_err(
+			err, errlen, -ENOTSUP,
+			"kernel has no BTF (/sys/kernel/btf/vmlinux "
+			"missing): build it with CONFIG_DEBUG_INFO_BTF=y");
 	return 0;
 }
 
@@ -135,10 +136,14 @@ static bool is_mount_point(const char *path)
 static int ensure_bpffs(const char *pin_dir, char *err, size_t errlen)
 {
 	int rc = mkdir_p(pin_dir, 0700);
+	struct stat st;
 
 	if (rc < 0)
 		return es_err(err, errlen, rc, "cannot create pin dir %s: %s",
 			      pin_dir, strerror(-rc));
+	if (stat(pin_dir, &st) == 0 && !S_ISDIR(st.st_mode))
+		return es_err(err, errlen, -ENOTDIR,
+			      "pin dir %s is not a directory", pin_dir);
 	if (is_bpffs(pin_dir))
 		return 0;
 	if (mount("bpffs", pin_dir, "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC,
@@ -161,7 +166,8 @@ struct pin_paths {
 
 static void pin_paths(const char *pin_dir, struct pin_paths *p)
 {
-	snprintf(p->vdir, sizeof(p->vdir), "%s/v%d", pin_dir, ES_LAYOUT_VERSION);
+	snprintf(p->vdir, sizeof(p->vdir), "%s/v%d", pin_dir,
+		 ES_LAYOUT_VERSION);
 	snprintf(p->reg, PATH_MAX, "%s/registrations", p->vdir);
 	snprintf(p->exits, PATH_MAX, "%s/exits", p->vdir);
 	snprintf(p->recent, PATH_MAX, "%s/recent", p->vdir);
@@ -176,8 +182,8 @@ static void unlink_maps(const struct pin_paths *p)
 }
 
 /* Fresh load: the link is pinned last, so its pin means "complete". */
-static int load_and_pin(const struct pin_paths *p, uint32_t capacity,
-			char *err, size_t errlen)
+static int load_and_pin(const struct pin_paths *p, uint32_t capacity, char *err,
+			size_t errlen)
 {
 	struct exitsnoop_bpf *skel;
 	struct bpf_link *link = NULL;
@@ -256,8 +262,9 @@ static int open_pinned_map(const char *path, uint32_t key_size,
 	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0) {
 		rc = -errno;
 		close(fd);
-		return es_err(err, errlen, rc, "cannot inspect pinned map %s: %s",
-			      path, strerror(-rc));
+		return es_err(err, errlen, rc,
+			      "cannot inspect pinned map %s: %s", path,
+			      strerror(-rc));
 	}
 	if (info.key_size != key_size || info.value_size != value_size) {
 		close(fd);
@@ -275,8 +282,8 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 		    struct es_monitor **out, char *err, size_t errlen)
 {
 	struct pin_paths p;
-	uint32_t capacity = opts && opts->capacity ? opts->capacity
-						   : ES_DEFAULT_CAPACITY;
+	uint32_t capacity = opts && opts->capacity ? opts->capacity :
+						     ES_DEFAULT_CAPACITY;
 	struct epoll_event ev = {.events = EPOLLIN};
 	struct es_monitor *m;
 	uint32_t max_reg, max_ex, max_recent;
@@ -307,8 +314,8 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 	m->reg_fd = m->exits_fd = m->recent_fd = m->epfd = m->wakefd = -1;
 	pthread_mutex_init(&m->lock, NULL);
 
-	rc = open_pinned_map(p.reg, sizeof(struct es_key), sizeof(struct es_reg),
-			     &max_reg, err, errlen);
+	rc = open_pinned_map(p.reg, sizeof(struct es_key),
+			     sizeof(struct es_reg), &max_reg, err, errlen);
 	if (rc < 0)
 		goto cleanup;
 	m->reg_fd = rc;
@@ -389,8 +396,9 @@ int es_pins_destroy(const char *pin_dir, char *err, size_t errlen)
 	if (rmdir(p.vdir) < 0 && errno != ENOENT && !rc)
 		rc = -errno;
 	if (rc)
-		return es_err(err, errlen, rc, "cannot remove pins under %s: %s",
-			      pin_dir, strerror(-rc));
+		return es_err(err, errlen, rc,
+			      "cannot remove pins under %s: %s", pin_dir,
+			      strerror(-rc));
 	if (is_bpffs(pin_dir) && is_mount_point(pin_dir) &&
 	    umount2(pin_dir, MNT_DETACH) < 0)
 		return es_err(err, errlen, -errno, "cannot unmount %s: %s",

@@ -114,8 +114,8 @@ static int do_register(struct es_monitor *m, int pid, uint64_t expect_ident,
 	/* pidfd first: from here on the pid cannot be recycled under us. */
 	pidfd = es_pidfd_open(pid);
 	if (pidfd == -ESRCH)
-		return es_err(err, errlen, -ESRCH,
-			      "process %d already exited", pid);
+		return es_err(err, errlen, -ESRCH, "process %d already exited",
+			      pid);
 	if (pidfd == -EINVAL)
 		return es_err(err, errlen, -EINVAL,
 			      "pid %d is not a process (thread group leader)",
@@ -164,8 +164,9 @@ static int do_register(struct es_monitor *m, int pid, uint64_t expect_ident,
 			       "no permission to update the registrations "
 			       "map: run as root or with CAP_BPF");
 		else
-			es_err(err, errlen, rc, "cannot register process %d: %s",
-			       pid, strerror(-rc));
+			es_err(err, errlen, rc,
+			       "cannot register process %d: %s", pid,
+			       strerror(-rc));
 		goto fail;
 	}
 
@@ -293,8 +294,8 @@ int es_monitor_lookup(struct es_monitor *m, int pid, uint64_t ident,
 		return 1;
 	}
 	pidfd = es_pidfd_open(pid);
-	if (pidfd >= 0 && (es_ident_of_pidfd(pidfd, pid, &now) < 0 ||
-			   now != ident)) {
+	if (pidfd >= 0 &&
+	    (es_ident_of_pidfd(pidfd, pid, &now) < 0 || now != ident)) {
 		close(pidfd);
 		pidfd = -ESRCH;
 	}

@@ -13,7 +13,10 @@
 
 #include "testutil.h"
 
-static int exit_code(void *arg) { return (int)(long)arg; }
+static int exit_code(void *arg)
+{
+	return (int)(long)arg;
+}
 
 static int self_signal(void *arg)
 {
@@ -144,8 +147,8 @@ int main(void)
 		      "%s: wrong process %u", sc[i].name, ev.pid);
 		CHECK(ev.err == 0, "%s: no record", sc[i].name);
 		CHECK(ev.status == (uint32_t)st,
-		      "%s: status %#x, waitpid says %#x", sc[i].name,
-		      ev.status, st);
+		      "%s: status %#x, waitpid says %#x", sc[i].name, ev.status,
+		      st);
 		CHECK(ev.exit_ns > 0, "%s: no exit time", sc[i].name);
 		/* Nothing more may come for this process. */
 		CHECK(es_monitor_wait(m, &ev, 1, 50) == 0,

@@ -8,8 +8,11 @@
 #include "testutil.h"
 
 int tu_failures;
-static char pin_dir[256];
-static struct es_monitor *opened[16];
+#define TU_MAX_DIRS 8
+#define TU_MAX_OPEN 16
+static char pin_dirs[TU_MAX_DIRS][256]; /* [0] is tu_pin_dir() */
+static int ndirs = 1;
+static struct es_monitor *opened[TU_MAX_OPEN];
 static int nopened;
 static pid_t owner; /* children inherit atexit(): only the owner cleans up */
 
@@ -17,50 +20,91 @@ static void cleanup(void)
 {
 	char err[256];
 	char base[256];
+	int i;
 
-	if (!pin_dir[0] || getpid() != owner)
+	if (getpid() != owner)
 		return;
-	if (es_pins_destroy(pin_dir, err, sizeof(err)))
-		fprintf(stderr, "cleanup: %s\n", err);
-	snprintf(base, sizeof(base), "%s", pin_dir);
-	*strrchr(base, '/') = '\0';
-	rmdir(pin_dir);
-	rmdir(base);
-	pin_dir[0] = '\0';
+	for (i = 0; i < ndirs; i++) {
+		char *dir = pin_dirs[i];
+
+		if (!dir[0])
+			continue;
+		if (es_pins_destroy(dir, err, sizeof(err)))
+			fprintf(stderr, "cleanup: %s\n", err);
+		snprintf(base, sizeof(base), "%.255s", dir);
+		*strrchr(base, '/') = '\0';
+		rmdir(dir);
+		rmdir(base);
+		dir[0] = '\0';
+	}
 }
 
-const char *tu_pin_dir(void)
+static void new_dir(char *out)
 {
 	char tmpl[] = "/tmp/embedshim-ctest-XXXXXX";
 
-	if (pin_dir[0])
-		return pin_dir;
 	if (!mkdtemp(tmpl)) {
 		perror("mkdtemp");
 		exit(1);
 	}
-	snprintf(pin_dir, sizeof(pin_dir), "%s/bpf", tmpl);
-	owner = getpid();
-	atexit(cleanup);
-	return pin_dir;
+	snprintf(out, 256, "%s/bpf", tmpl);
+	if (!owner) {
+		owner = getpid();
+		atexit(cleanup);
+	}
 }
 
-struct es_monitor *tu_open(uint32_t capacity)
+const char *tu_pin_dir(void)
+{
+	if (!pin_dirs[0][0])
+		new_dir(pin_dirs[0]);
+	return pin_dirs[0];
+}
+
+const char *tu_new_pin_dir(void)
+{
+	if (ndirs >= TU_MAX_DIRS) {
+		fprintf(stderr, "tu_new_pin_dir: too many pin dirs\n");
+		exit(1);
+	}
+	new_dir(pin_dirs[ndirs]);
+	return pin_dirs[ndirs++];
+}
+
+struct es_monitor *tu_open_at(const char *dir, uint32_t capacity)
 {
 	struct es_open_opts opts = {.capacity = capacity};
 	struct es_monitor *m = NULL;
 	char err[256] = "";
 	int rc;
 
-	rc = es_monitor_open(tu_pin_dir(), &opts, &m, err, sizeof(err));
+	rc = es_monitor_open(dir, &opts, &m, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "FAIL es_monitor_open: %d %s\n", rc, err);
+		fprintf(stderr, "FAIL es_monitor_open(%s): %d %s\n", dir, rc,
+			err);
 		tu_failures++;
 		tu_finish();
 	}
-	if (nopened < 16)
+	if (nopened < TU_MAX_OPEN)
 		opened[nopened++] = m;
 	return m;
+}
+
+struct es_monitor *tu_open(uint32_t capacity)
+{
+	return tu_open_at(tu_pin_dir(), capacity);
+}
+
+void tu_close(struct es_monitor *m)
+{
+	int i;
+
+	for (i = 0; i < nopened; i++)
+		if (opened[i] == m) {
+			opened[i] = opened[--nopened];
+			break;
+		}
+	es_monitor_close(m);
 }
 
 struct tu_child tu_spawn(int (*fn)(void *), void *arg)
@@ -147,4 +191,28 @@ void tu_finish(void)
 	}
 	printf("ok\n");
 	exit(0);
+}
+
+int tu_wait_zombie(pid_t pid, int timeout_ms)
+{
+	char path[64], buf[512], *p;
+	int i, fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	for (i = 0; i <= timeout_ms; i++) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -1;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			return -1;
+		buf[n] = '\0';
+		p = strrchr(buf, ')');
+		if (p && p[1] == ' ' && p[2] == 'Z')
+			return 0;
+		usleep(1000);
+	}
+	return -1;
 }

@@ -41,8 +41,18 @@ struct tu_child {
 /* Create a temp pin dir (removed with its bpffs mount by tu_finish). */
 const char *tu_pin_dir(void);
 
+/* Another temp pin dir, also cleaned up by tu_finish (for tests that need
+ * a second set of pins, e.g. with another capacity). */
+const char *tu_new_pin_dir(void);
+
 /* Open a monitor on tu_pin_dir() with the given capacity (0: default). */
 struct es_monitor *tu_open(uint32_t capacity);
+
+/* Open a monitor on dir (a tu_pin_dir() or tu_new_pin_dir()). */
+struct es_monitor *tu_open_at(const char *dir, uint32_t capacity);
+
+/* Close a monitor opened by tu_open*() before tu_finish (pins stay). */
+void tu_close(struct es_monitor *m);
 
 /* Fork a child that blocks until released, then runs fn(arg) and exits
  * with its return value. */
@@ -57,6 +67,9 @@ int tu_collect(struct es_monitor *m, struct es_exit_event *evs, int n,
 int tu_reap(pid_t pid);
 
 int tu_count_fds(void);
+
+/* Wait (up to timeout_ms) until /proc/<pid>/stat says zombie; 0 if it is. */
+int tu_wait_zombie(pid_t pid, int timeout_ms);
 
 /* Print the result, destroy pins, and exit 0/1. */
 void tu_finish(void) __attribute__((noreturn));
