@@ -38,6 +38,10 @@ struct es_monitor {
 int es_err(char *err, size_t errlen, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* Is this kernel (release string, BTF file) able to run the monitor? */
+int es_check_kernel(const char *release, const char *btf_path, char *err,
+		    size_t errlen);
+
 /* Identity kind this kernel supports (pidfs inode or start ticks). */
 enum es_ident_kind es_ident_kind(void);
 

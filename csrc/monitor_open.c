@@ -50,23 +50,35 @@ static int quiet_libbpf(enum libbpf_print_level level, const char *fmt,
 	return vfprintf(stderr, fmt, args);
 }
 
-/* Raw tracepoint link pinning and the helpers we use need Linux 5.7. */
-static int check_kernel(char *err, size_t errlen)
+/* Raw tracepoint link pinning and the helpers we use need Linux 5.7; CO-RE
+ * needs the kernel's BTF. */
+int es_check_kernel(const char *release, const char *btf_path, char *err,
+		    size_t errlen)
 {
-	struct utsname u;
 	int major = 0, minor = 0;
 
-	if (uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+	if (sscanf(release, "%d.%d", &major, &minor) == 2 &&
 	    (major < 5 || (major == 5 && minor < 7)))
 		return es_err(err, errlen, -ENOTSUP,
 			      "kernel %s too old: embedshim needs Linux >= 5.7",
-			      u.release);
-	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
-		return es_err(
-			err, errlen, -ENOTSUP,
-			"kernel has no BTF (/sys/kernel/btf/vmlinux "
-			"missing): build it with CONFIG_DEBUG_INFO_BTF=y");
+			      release);
+	if (access(btf_path, R_OK) != 0)
+		return es_err(err, errlen, -ENOTSUP,
+			      "kernel has no BTF (%s missing): build it with "
+			      "CONFIG_DEBUG_INFO_BTF=y",
+			      btf_path);
 	return 0;
+}
+
+static int check_kernel(char *err, size_t errlen)
+{
+	struct utsname u;
+
+	if (uname(&u) < 0)
+		return es_err(err, errlen, -errno, "uname: %s",
+			      strerror(errno));
+	return es_check_kernel(u.release, "/sys/kernel/btf/vmlinux", err,
+			       errlen);
 }
 
 /* Linux 6.16 added group_dead as the tracepoint's second argument. */

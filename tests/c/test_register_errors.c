@@ -17,6 +17,7 @@
 #include <bpf/bpf.h>
 
 #include "exitsnoop.h"
+#include "internal.h"
 #include "testutil.h"
 
 static int exit_code(void *arg)
@@ -181,6 +182,23 @@ static void test_open_bad_pin_dirs(void)
 	printf("pin dir unusable: ok\n");
 }
 
+/* The kernel checks, fed another kernel's facts (this one passes them). */
+static void test_kernel_checks(void)
+{
+	char err[512] = "";
+	int rc;
+
+	rc = es_check_kernel("5.4.0-42-generic", "/sys/kernel/btf/vmlinux", err,
+			     sizeof(err));
+	CHECK_ERR(rc, -ENOTSUP, err, "kernel 5.4.0-42-generic too old");
+	rc = es_check_kernel("6.1.0", "/nonexistent/vmlinux", err, sizeof(err));
+	CHECK_ERR(rc, -ENOTSUP, err, "kernel has no BTF (/nonexistent/vmlinux");
+	rc = es_check_kernel("5.7.0", "/sys/kernel/btf/vmlinux", err,
+			     sizeof(err));
+	CHECK(rc == 0, "5.7 with BTF refused: %s", err);
+	printf("kernel checks: ok\n");
+}
+
 /* Pins under our version's path with another key size: refused. */
 static void test_layout_mismatch(void)
 {
@@ -314,6 +332,7 @@ int main(void)
 	test_stale_and_double(m);
 	test_capacity();
 	test_open_bad_pin_dirs();
+	test_kernel_checks();
 	test_layout_mismatch();
 	test_other_version_left_alone();
 	test_not_permitted();
