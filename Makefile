@@ -19,9 +19,9 @@ core: deps
 	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@$(MAKE) --no-print-directory -C $(BUILD_DIR)
 
--include mk/containerd.mk
+include mk/containerd.mk
 
-build: core $(BUILD_EXTRA)
+build: core containerd-bins test-image
 
 test: build lint test-c test-go
 	@echo "make test: all passed"

@@ -1,0 +1,549 @@
+//go:build linux
+
+// Package harness runs a private bin/embedshim-containerd for integration
+// tests and benchmarks, and cleans up after it.
+//
+// Each StartDaemon call gets its own temp dir (/tmp/es-*) holding everything
+// the daemon writes: config.toml, root/, state/, the gRPC and ttrpc sockets,
+// the embed plugin's bpffs pin dir (bpf/), the opt plugin dir and the daemon
+// log (daemon.log). <repo>/bin is first in the daemon's PATH so the runc.v2
+// shim is bin/containerd-shim-runc-v2. Each daemon gets a unique containerd
+// namespace ("t-<test>-<random>"); processes, cgroups (/<ns>/...) and runc
+// state (/run/containerd/runc/<ns>) in that namespace are the test's own, so
+// clean-up never touches anything of another daemon or test.
+//
+// Typical use:
+//
+//	d := harness.StartDaemon(t, harness.Options{})
+//	ctx := d.Context()
+//	img := d.ImportTestImage(ctx)
+//	check := d.LeakCheck(t)   // snapshot now, compare at the end
+//	defer check()
+//	... d.Client().NewContainer(ctx, ...)
+//
+// Tests that need root or the binaries skip (not fail) when they are missing:
+// build them with `make containerd-bins` (and `make test-image`, though the
+// harness builds the image itself if it is missing).
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd"
+	"github.com/containerd/containerd/namespaces"
+)
+
+// EmbedPluginID is the embed runtime's plugin (and runtime) name.
+const EmbedPluginID = "io.containerd.runtime.v1.embed"
+
+// RuncV2 is the runc.v2 shim runtime name, the oracle in comparisons.
+const RuncV2 = "io.containerd.runc.v2"
+
+// EmbedMode says what StartDaemon does about the embed plugin's config.
+type EmbedMode int
+
+const (
+	// EmbedAuto writes the [plugins."io.containerd.runtime.v1.embed"]
+	// section (pin_dir = <dir>/bpf) only if the binary knows the plugin
+	// (its `config default` output mentions it).
+	EmbedAuto EmbedMode = iota
+	// EmbedConfigure always writes the section.
+	EmbedConfigure
+	// EmbedOmit never writes it (the plugin, if linked in, uses defaults).
+	EmbedOmit
+	// EmbedDisable adds the plugin to disabled_plugins.
+	EmbedDisable
+)
+
+// Options configure StartDaemon. The zero value is a sensible default.
+type Options struct {
+	// Binary is the daemon; default $EMBEDSHIM_CONTAINERD or
+	// <repo>/bin/embedshim-containerd.
+	Binary string
+	// Namespace is the client's default namespace; default a unique
+	// "t-<test name>-<random>". Harness clean-up only removes cgroups and
+	// runc state of harness-generated or TrackNamespace'd namespaces.
+	Namespace string
+	// Embed controls the embed plugin's config section.
+	Embed EmbedMode
+	// PinDir is the embed plugin's pin_dir; default <dir>/bpf.
+	PinDir string
+	// EmbedConfig is extra TOML lines put in the embed section
+	// (e.g. "capacity = 16").
+	EmbedConfig string
+	// EnableCRI keeps the CRI plugin; by default it is disabled (faster
+	// start, nothing to interfere).
+	EnableCRI bool
+	// DisabledPlugins are added to disabled_plugins.
+	DisabledPlugins []string
+	// ExtraConfig is raw TOML appended to config.toml.
+	ExtraConfig string
+	// LogLevel is the daemon's --log-level; default "debug".
+	LogLevel string
+	// Env is added to the daemon's environment.
+	Env []string
+	// StartTimeout bounds waiting for the daemon to serve; default 30s.
+	StartTimeout time.Duration
+	// LeakProbes are extra named checks for LeakCheck (e.g. the embed
+	// runtime's BPF map entries): each returns a list of items owned by
+	// the daemon; items that appear between snapshot and check are leaks.
+	LeakProbes map[string]func(d *Daemon) ([]string, error)
+}
+
+// Daemon is a running (or stopped) embedshim-containerd.
+type Daemon struct {
+	t    testing.TB
+	opts Options
+
+	Repo         string // repository root
+	Binary       string // daemon binary
+	Dir          string // temp dir holding everything below
+	Root         string // containerd root
+	State        string // containerd state
+	Address      string // gRPC socket
+	TTRPCAddress string // ttrpc socket
+	ConfigPath   string // config.toml
+	LogPath      string // daemon stdout+stderr (all starts appended)
+	PinDir       string // embed plugin pin_dir (if configured)
+	Namespace    string // default namespace of Client() and Context()
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	exitErr  error
+	client   *containerd.Client
+	owned    map[string]bool // namespaces we may clean cgroups/runc state of
+	starts   int
+	embedCfg bool
+}
+
+var nsSanitize = regexp.MustCompile(`[^a-zA-Z0-9]+`)
+
+// RepoRoot finds the repository root (the dir with this module's go.mod)
+// upwards from the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(b, []byte("module github.com/embedshim/embedshim")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("repository root (go.mod of github.com/embedshim/embedshim) not found")
+		}
+		dir = parent
+	}
+}
+
+// Requirements skips t unless running as root with bin/embedshim-containerd
+// (or $EMBEDSHIM_CONTAINERD), bin/containerd-shim-runc-v2 and runc present.
+// It returns the repo root and the daemon binary.
+func Requirements(t testing.TB, binary string) (repo, bin string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("integration tests need root (containerd, runc, mounts, bpf)")
+	}
+	repo, err := RepoRoot()
+	if err != nil {
+		t.Skipf("integration tests: %v", err)
+	}
+	bin = binary
+	if bin == "" {
+		bin = os.Getenv("EMBEDSHIM_CONTAINERD")
+	}
+	if bin == "" {
+		bin = filepath.Join(repo, "bin", "embedshim-containerd")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("%s missing: run `make containerd-bins` first (%v)", bin, err)
+	}
+	if _, err := os.Stat(filepath.Join(repo, "bin", "containerd-shim-runc-v2")); err != nil {
+		t.Skipf("bin/containerd-shim-runc-v2 missing: run `make containerd-bins` first")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Skipf("runc not in PATH")
+	}
+	return repo, bin
+}
+
+// StartDaemon starts a private daemon and returns it serving, with a client
+// connected. Everything is cleaned up by t.Cleanup (see Daemon.cleanup); on
+// failure the daemon log is printed with t.Log.
+func StartDaemon(t testing.TB, opts Options) *Daemon {
+	t.Helper()
+	repo, bin := Requirements(t, opts.Binary)
+
+	dir, err := os.MkdirTemp("", "es-")
+	if err != nil {
+		t.Fatalf("temp dir: %v", err)
+	}
+	d := &Daemon{
+		t:            t,
+		opts:         opts,
+		Repo:         repo,
+		Binary:       bin,
+		Dir:          dir,
+		Root:         filepath.Join(dir, "root"),
+		State:        filepath.Join(dir, "state"),
+		Address:      filepath.Join(dir, "containerd.sock"),
+		TTRPCAddress: filepath.Join(dir, "containerd.sock.ttrpc"),
+		ConfigPath:   filepath.Join(dir, "config.toml"),
+		LogPath:      filepath.Join(dir, "daemon.log"),
+		owned:        map[string]bool{},
+	}
+	t.Cleanup(d.cleanup)
+
+	d.Namespace = opts.Namespace
+	if d.Namespace == "" {
+		d.Namespace = d.NewNamespace()
+	}
+	if err := d.writeConfig(); err != nil {
+		t.Fatalf("write config: %v", err)
+	}
+	if err := d.start(); err != nil {
+		t.Fatalf("start daemon: %v", err)
+	}
+	return d
+}
+
+// NewNamespace returns a fresh unique namespace name derived from the test
+// name, owned by this daemon (its cgroups and runc state are cleaned up).
+func (d *Daemon) NewNamespace() string {
+	name := strings.Trim(nsSanitize.ReplaceAllString(strings.ToLower(d.t.Name()), "-"), "-")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	ns := "t-" + name + "-" + hex.EncodeToString(b[:])
+	d.TrackNamespace(ns)
+	return ns
+}
+
+// TrackNamespace marks ns as owned by this test: clean-up removes its
+// cgroups (/<ns>/... in every hierarchy) and /run/containerd/runc/<ns>, and
+// LeakCheck looks at its processes. Do not track namespaces other tests or
+// daemons may use (like "default").
+func (d *Daemon) TrackNamespace(ns string) {
+	d.mu.Lock()
+	d.owned[ns] = true
+	d.mu.Unlock()
+}
+
+func (d *Daemon) ownedNamespaces() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for ns := range d.owned {
+		out = append(out, ns)
+	}
+	return out
+}
+
+var (
+	pluginKnownMu sync.Mutex
+	pluginKnown   = map[string]bool{}
+)
+
+// BinaryHasEmbed reports whether the daemon binary links the embed plugin
+// (its `config default` mentions io.containerd.runtime.v1.embed).
+func BinaryHasEmbed(bin string) bool {
+	pluginKnownMu.Lock()
+	defer pluginKnownMu.Unlock()
+	if v, ok := pluginKnown[bin]; ok {
+		return v
+	}
+	out, err := exec.Command(bin, "config", "default").Output()
+	v := err == nil && bytes.Contains(out, []byte(`"`+EmbedPluginID+`"`))
+	pluginKnown[bin] = v
+	return v
+}
+
+// HasEmbed reports whether this daemon's binary has the embed plugin and
+// the harness configured it (or the config mode left it at its defaults).
+func (d *Daemon) HasEmbed() bool {
+	return d.opts.Embed != EmbedDisable && BinaryHasEmbed(d.Binary)
+}
+
+func tomlString(s string) string { return fmt.Sprintf("%q", s) }
+
+func (d *Daemon) writeConfig() error {
+	var b strings.Builder
+	disabled := append([]string{}, d.opts.DisabledPlugins...)
+	if !d.opts.EnableCRI {
+		disabled = append(disabled, "io.containerd.grpc.v1.cri")
+	}
+	switch d.opts.Embed {
+	case EmbedAuto:
+		d.embedCfg = BinaryHasEmbed(d.Binary)
+	case EmbedConfigure:
+		d.embedCfg = true
+	case EmbedDisable:
+		disabled = append(disabled, EmbedPluginID)
+	}
+	fmt.Fprintf(&b, "version = 2\n")
+	fmt.Fprintf(&b, "root = %s\nstate = %s\n", tomlString(d.Root), tomlString(d.State))
+	var q []string
+	for _, p := range disabled {
+		q = append(q, tomlString(p))
+	}
+	fmt.Fprintf(&b, "disabled_plugins = [%s]\n\n", strings.Join(q, ", "))
+	fmt.Fprintf(&b, "[grpc]\n  address = %s\n\n", tomlString(d.Address))
+	fmt.Fprintf(&b, "[ttrpc]\n  address = %s\n\n", tomlString(d.TTRPCAddress))
+	fmt.Fprintf(&b, "[debug]\n  address = \"\"\n\n")
+	fmt.Fprintf(&b, "[metrics]\n  address = \"\"\n\n")
+	// keep everything under the temp dir and away from host-wide sockets
+	fmt.Fprintf(&b, "[plugins.\"io.containerd.internal.v1.opt\"]\n  path = %s\n\n", tomlString(filepath.Join(d.Dir, "opt")))
+	fmt.Fprintf(&b, "[plugins.\"io.containerd.nri.v1.nri\"]\n  disable = true\n\n")
+	if d.embedCfg {
+		d.PinDir = d.opts.PinDir
+		if d.PinDir == "" {
+			d.PinDir = filepath.Join(d.Dir, "bpf")
+		}
+		fmt.Fprintf(&b, "[plugins.%s]\n  pin_dir = %s\n", tomlString(EmbedPluginID), tomlString(d.PinDir))
+		if d.opts.EmbedConfig != "" {
+			b.WriteString(d.opts.EmbedConfig + "\n")
+		}
+		b.WriteString("\n")
+	}
+	if d.opts.ExtraConfig != "" {
+		b.WriteString(d.opts.ExtraConfig + "\n")
+	}
+	return os.WriteFile(d.ConfigPath, []byte(b.String()), 0o644)
+}
+
+func (d *Daemon) start() error {
+	logf, err := os.OpenFile(d.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	d.starts++
+	fmt.Fprintf(logf, "=== harness: start #%d of %s at %s\n", d.starts, d.Binary, time.Now().Format(time.RFC3339Nano))
+
+	level := d.opts.LogLevel
+	if level == "" {
+		level = "debug"
+	}
+	cmd := exec.Command(d.Binary, "--config", d.ConfigPath, "--log-level", level)
+	cmd.Dir = d.Dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	env := os.Environ()
+	path := filepath.Join(d.Repo, "bin")
+	for i, e := range env {
+		if strings.HasPrefix(e, "PATH=") {
+			path += ":" + strings.TrimPrefix(e, "PATH=")
+			env = append(env[:i], env[i+1:]...)
+			break
+		}
+	}
+	if !strings.Contains(path, "/usr/sbin") {
+		path += ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	}
+	env = append(env, "PATH="+path)
+	env = append(env, d.opts.Env...)
+	cmd.Env = env
+	// own process group (no terminal signals); killed if the test binary dies
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	d.mu.Lock()
+	d.cmd, d.exited, d.exitErr = cmd, exited, nil
+	d.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		d.mu.Lock()
+		d.exitErr = err
+		d.mu.Unlock()
+		close(exited)
+	}()
+
+	timeout := d.opts.StartTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("daemon exited during start-up (%v); log:\n%s", d.exitErr, d.LogTail(60))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("daemon not serving after %v; log:\n%s", timeout, d.LogTail(60))
+		}
+		if _, err := os.Stat(d.Address); err == nil {
+			c, err := containerd.New(d.Address, containerd.WithDefaultNamespace(d.Namespace), containerd.WithTimeout(2*time.Second))
+			if err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				ok, err := c.IsServing(ctx)
+				cancel()
+				if err == nil && ok {
+					d.mu.Lock()
+					d.client = c
+					d.mu.Unlock()
+					return nil
+				}
+				c.Close()
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Client is the containerd client of the current daemon instance (replaced
+// by Restart). Its default namespace is d.Namespace.
+func (d *Daemon) Client() *containerd.Client {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.client
+}
+
+// Context is a background context in d.Namespace.
+func (d *Daemon) Context() context.Context {
+	return namespaces.WithNamespace(context.Background(), d.Namespace)
+}
+
+// Pid is the daemon's pid, 0 if it is not running.
+func (d *Daemon) Pid() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil || d.cmd.Process == nil || d.isExited() {
+		return 0
+	}
+	return d.cmd.Process.Pid
+}
+
+func (d *Daemon) isExited() bool {
+	if d.exited == nil {
+		return true
+	}
+	select {
+	case <-d.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// Running reports whether the daemon process is alive.
+func (d *Daemon) Running() bool { return d.Pid() != 0 }
+
+// Stop sends SIGTERM, waits up to 10s, then SIGKILLs. It closes the client.
+func (d *Daemon) Stop() error {
+	return d.stop(syscall.SIGTERM, 10*time.Second)
+}
+
+// Kill SIGKILLs the daemon (a crash) and waits for it to be gone.
+func (d *Daemon) Kill() error {
+	return d.stop(syscall.SIGKILL, 10*time.Second)
+}
+
+func (d *Daemon) stop(sig syscall.Signal, grace time.Duration) error {
+	d.mu.Lock()
+	c, cmd, exited := d.client, d.cmd, d.exited
+	d.client = nil
+	d.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+	if cmd == nil || exited == nil {
+		return nil
+	}
+	select {
+	case <-exited:
+		return nil
+	default:
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(grace):
+	}
+	_ = cmd.Process.Kill()
+	select {
+	case <-exited:
+		if sig != syscall.SIGKILL {
+			return fmt.Errorf("daemon did not exit within %v of %v, killed", grace, sig)
+		}
+		return nil
+	case <-time.After(10 * time.Second):
+		return errors.New("daemon did not die after SIGKILL")
+	}
+}
+
+// Restart stops the daemon with sig (SIGKILL: a crash; SIGTERM: an orderly
+// shutdown, SIGKILL after 10s) and starts it again with the same config and
+// dirs. Client() then returns a new client; old clients are closed.
+func (d *Daemon) Restart(sig syscall.Signal) error {
+	if err := d.stop(sig, 10*time.Second); err != nil {
+		return err
+	}
+	return d.start()
+}
+
+// Ctr runs bin/ctr against this daemon in d.Namespace and returns its
+// combined output.
+func (d *Daemon) Ctr(ctx context.Context, args ...string) (string, error) {
+	ns := d.Namespace
+	if n, ok := namespaces.Namespace(ctx); ok {
+		ns = n
+	}
+	all := append([]string{"--address", d.Address, "--namespace", ns}, args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(d.Repo, "bin", "ctr"), all...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// Log returns the whole daemon log.
+func (d *Daemon) Log() string {
+	b, _ := os.ReadFile(d.LogPath)
+	return string(b)
+}
+
+// LogTail returns the last n lines of the daemon log.
+func (d *Daemon) LogTail(n int) string {
+	f, err := os.Open(d.LogPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > 2*n {
+			lines = append([]string(nil), lines[len(lines)-n:]...)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,169 @@
+//go:build linux
+
+package harness
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Snapshot is what LeakCheck compares: everything a daemon holds or leaves
+// behind that a finished test should have released.
+type Snapshot struct {
+	// FDs are the daemon's open fds (/proc/<pid>/fd) → readlink target
+	// (sockets, pipes and anon inodes as "socket:[ino]", "pipe:[ino]",
+	// "anon_inode:[pidfd]", ...). Empty if the daemon is not running.
+	FDs map[string]string
+	// Mounts are mount points under d.Dir (the embed plugin's private
+	// bpffs at PinDir included: it is expected to stay and so appears in
+	// both snapshots).
+	Mounts []string
+	// RuntimeDirs are entries left by runtimes for owned namespaces:
+	//   <root|state>/io.containerd.runtime.*/<ns>/<id>
+	//   /run/containerd/runc/<ns>/<id>                (runc --root)
+	RuntimeDirs []string
+	// Processes are the daemon's non-zombie processes (see Processes).
+	Processes []string
+	// Cgroups are leaf cgroups under /<ns> for owned namespaces (the
+	// /<ns> parents themselves are left by runc and removed at clean-up;
+	// only dirs below them count).
+	Cgroups []string
+	// Probes holds the results of Options.LeakProbes by name.
+	Probes map[string][]string
+}
+
+// Snapshot takes a Snapshot of the daemon now.
+func (d *Daemon) Snapshot() Snapshot {
+	s := Snapshot{FDs: map[string]string{}, Probes: map[string][]string{}}
+	if pid := d.Pid(); pid != 0 {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			target, err := os.Readlink(filepath.Join(dir, e.Name()))
+			if err == nil {
+				s.FDs[e.Name()] = target
+			}
+		}
+	}
+	s.Mounts = MountsUnder(d.Dir)
+	sort.Strings(s.Mounts)
+	for _, ns := range d.ownedNamespaces() {
+		for _, base := range []string{d.Root, d.State} {
+			rts, _ := filepath.Glob(filepath.Join(base, "io.containerd.runtime.*", ns, "*"))
+			s.RuntimeDirs = append(s.RuntimeDirs, rts...)
+		}
+		rr, _ := filepath.Glob(filepath.Join("/run/containerd/runc", ns, "*"))
+		s.RuntimeDirs = append(s.RuntimeDirs, rr...)
+		for _, cg := range CgroupsOf(ns) {
+			if filepath.Base(cg) != ns {
+				s.Cgroups = append(s.Cgroups, cg)
+			}
+		}
+	}
+	sort.Strings(s.RuntimeDirs)
+	sort.Strings(s.Cgroups)
+	for _, p := range d.Processes() {
+		if p.State != "Z" {
+			s.Processes = append(s.Processes, p.String())
+		}
+	}
+	for name, probe := range d.opts.LeakProbes {
+		items, err := probe(d)
+		if err != nil {
+			items = []string{"probe error: " + err.Error()}
+		}
+		sort.Strings(items)
+		s.Probes[name] = items
+	}
+	return s
+}
+
+// Leaks returns what is in after but not in before, one line per item
+// (empty: no leak). FDs compare by count and list the new targets.
+func Leaks(before, after Snapshot) []string {
+	var out []string
+	if len(before.FDs) > 0 && len(after.FDs) > len(before.FDs) {
+		old := map[string]int{}
+		for _, t := range before.FDs {
+			old[kind(t)]++
+		}
+		var added []string
+		for fd, t := range after.FDs {
+			if old[kind(t)] > 0 {
+				old[kind(t)]--
+				continue
+			}
+			added = append(added, fd+" -> "+t)
+		}
+		sort.Strings(added)
+		out = append(out, fmt.Sprintf("daemon fds: %d before, %d after; new: %s",
+			len(before.FDs), len(after.FDs), strings.Join(added, ", ")))
+	}
+	diff := func(what string, b, a []string) {
+		seen := map[string]bool{}
+		for _, x := range b {
+			seen[x] = true
+		}
+		for _, x := range a {
+			if !seen[x] {
+				out = append(out, what+": "+x)
+			}
+		}
+	}
+	diff("mount", before.Mounts, after.Mounts)
+	diff("runtime dir", before.RuntimeDirs, after.RuntimeDirs)
+	diff("process", before.Processes, after.Processes)
+	diff("cgroup", before.Cgroups, after.Cgroups)
+	for name, items := range after.Probes {
+		diff(name, before.Probes[name], items)
+	}
+	return out
+}
+
+// kind groups fd targets so that a socket closed and another opened do not
+// count as a leak: "socket", "pipe", "anon_inode:[pidfd]", or the path.
+func kind(target string) string {
+	if i := strings.Index(target, ":["); i > 0 && !strings.HasPrefix(target, "anon_inode:") {
+		return target[:i]
+	}
+	if strings.HasPrefix(target, "anon_inode:") {
+		return target
+	}
+	return target
+}
+
+// LeakCheck snapshots the daemon now and returns a function that, called at
+// the end of the test (defer it, before the harness clean-up runs), waits up
+// to 10s for the daemon to release what it acquired since, then reports
+// every leak with t.Errorf: new daemon fds, new mounts under the temp dir,
+// runtime bundle/state dirs and runc state of owned namespaces, live
+// processes of the daemon, container cgroups, and Options.LeakProbes items.
+//
+// Zombies are ignored (the host's pid 1 reaps container inits when it
+// wants). If the daemon was restarted in between, fds are compared only by
+// count against the snapshot (connections may differ); call LeakCheck again
+// after a restart for a precise fd baseline.
+func (d *Daemon) LeakCheck(t testing.TB) func() {
+	t.Helper()
+	before := d.Snapshot()
+	return func() {
+		t.Helper()
+		var leaks []string
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			leaks = Leaks(before, d.Snapshot())
+			if len(leaks) == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for _, l := range leaks {
+			t.Errorf("leak: %s", l)
+		}
+	}
+}
