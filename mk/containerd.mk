@@ -29,9 +29,11 @@ CTRD_ES_VERSION   ?= $(if $(CTRD_GIT_VERSION),$(CTRD_GIT_VERSION),0.1.0)-embedsh
 CTRD_ES_REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
 CTRD_ES_PACKAGE   ?= github.com/embedshim/embedshim
 
-# containerd's Makefile uses urfave_cli_no_docs; add no_btrfs if the btrfs
+# static_build leaves out Go plugin loading (std "plugin"), whose -rdynamic
+# cannot link Debian's non-PIC libbpf.a. containerd's Makefile uses
+# urfave_cli_no_docs; add no_btrfs if the btrfs
 # headers are missing, no_cri to drop CRI, etc.
-CTRD_TAGS         ?= urfave_cli_no_docs
+CTRD_TAGS         ?= urfave_cli_no_docs static_build
 # (no -trimpath for the daemon: it shares the build cache with `go build`/`go test`)
 CTRD_GOFLAGS      ?= -buildvcs=false
 CTRD_UP_GOFLAGS   ?= -trimpath -buildvcs=false

@@ -39,7 +39,7 @@ import (
 	_ "github.com/containerd/containerd/cmd/containerd/builtins"
 	// EMBEDSHIM-PLUGIN: the integrator adds the embed runtime plugin here
 	// (it registers "io.containerd.runtime.v1.embed" in init()):
-	// _ "github.com/embedshim/embedshim/go/runtime"
+	_ "github.com/embedshim/embedshim/go/runtime"
 )
 
 func init() {

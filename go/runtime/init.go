@@ -1,0 +1,344 @@
+//go:build linux
+
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/mount"
+	"github.com/containerd/containerd/protobuf"
+	rt "github.com/containerd/containerd/runtime"
+	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// createdKillTimeout bounds the wait for runc-init to die when a task that was
+// never started is deleted.
+const createdKillTimeout = 5 * time.Second
+
+// create mounts the rootfs and runs runc create. On success the init is
+// tracked and gated: its exit cannot be published before /tasks/create.
+func (t *Task) create(ctx context.Context, opts rt.CreateOpts) (err error) {
+	if spec, serr := t.bundle.spec(); serr == nil {
+		t.killAllOnExit = shouldKillAllOnExit(spec)
+	} else {
+		t.killAllOnExit = true
+	}
+
+	if len(opts.Rootfs) > 0 {
+		if err := mount.All(opts.Rootfs, t.bundle.rootfs()); err != nil {
+			return fmt.Errorf("failed to mount rootfs component: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				if uerr := mount.UnmountRecursive(t.bundle.rootfs(), 0); uerr != nil {
+					log.G(ctx).WithError(uerr).Warn("embed: unmount rootfs after failed create")
+				}
+			}
+		}()
+	}
+
+	p := t.init
+	p.gate()
+	if opts.Checkpoint != "" {
+		// As in the runc shim, a restore does not create anything now:
+		// runc restore runs at Start.
+		t.checkpoint = opts.Checkpoint
+		t.persist()
+		return nil
+	}
+
+	pio, rio, socket, err := t.prepareIO(p.stdio)
+	if err != nil {
+		return err
+	}
+	if socket != nil {
+		defer socket.Close()
+	}
+	p.io = pio
+	defer func() {
+		if err != nil {
+			pio.closeAll()
+		}
+	}()
+
+	copts := &runc.CreateOpts{
+		PidFile:      t.bundle.initPid(),
+		NoPivot:      t.rc.NoPivotRoot,
+		NoNewKeyring: t.rc.NoNewKeyring,
+	}
+	if rio != nil {
+		copts.IO = rio
+	}
+	if socket != nil {
+		copts.ConsoleSocket = socket
+	}
+	if err := t.runc.Create(ctx, t.id, t.bundle.path, copts); err != nil {
+		return runtimeError(t.runc, err, "OCI runtime create failed")
+	}
+	defer func() {
+		if err != nil {
+			t.runc.Delete(context.Background(), t.id, &runc.DeleteOpts{Force: true})
+		}
+	}()
+	if err := t.finishIO(ctx, pio, socket); err != nil {
+		return err
+	}
+	pid, err := runc.ReadPidFile(t.bundle.initPid())
+	if err != nil {
+		return fmt.Errorf("failed to retrieve OCI runtime container pid: %w", err)
+	}
+	if err := t.m.attach(p, pid); err != nil {
+		if errors.Is(err, errExitedEarly) {
+			// runc-init waits on exec.fifo: it only dies if killed.
+			return fmt.Errorf("container init %d died before it was tracked: %w", pid, err)
+		}
+		return err
+	}
+	t.persist()
+	return nil
+}
+
+// prepareIO opens stdio for runc create/exec: files handed to runc, or a
+// console socket for a terminal.
+func (t *Task) prepareIO(paths stdioPaths) (*processIO, *runcIO, *runc.Socket, error) {
+	if paths.Terminal {
+		socket, err := newConsoleSocket()
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("failed to create OCI runtime console socket: %w", err)
+		}
+		return &processIO{paths: paths}, nil, socket, nil
+	}
+	pio, rio, err := newProcessIO(paths, t.rc.IoUID, t.rc.IoGID)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("failed to create process I/O: %w", err)
+	}
+	return pio, rio, nil, nil
+}
+
+// finishIO runs once runc has handed over the process: start the stdin relay
+// or receive the pty master and start the console copies.
+func (t *Task) finishIO(ctx context.Context, pio *processIO, socket *runc.Socket) error {
+	if socket == nil {
+		return pio.afterRuncStarted()
+	}
+	master, err := socket.ReceiveMaster()
+	if err != nil {
+		return fmt.Errorf("failed to retrieve console master: %w", err)
+	}
+	if err := pio.startConsole(master); err != nil {
+		return fmt.Errorf("failed to start console copy: %w", err)
+	}
+	return nil
+}
+
+func (t *Task) publishCreate(opts rt.CreateOpts) {
+	var rootfs []*types.Mount
+	for _, m := range opts.Rootfs {
+		rootfs = append(rootfs, &types.Mount{
+			Type:    m.Type,
+			Source:  m.Source,
+			Target:  m.Target,
+			Options: m.Options,
+		})
+	}
+	t.pub.publish(t.namespace, rt.TaskCreateEventTopic, &eventstypes.TaskCreate{
+		ContainerID: t.id,
+		Bundle:      t.bundle.path,
+		Rootfs:      rootfs,
+		IO: &eventstypes.TaskIO{
+			Stdin:    opts.IO.Stdin,
+			Stdout:   opts.IO.Stdout,
+			Stderr:   opts.IO.Stderr,
+			Terminal: opts.IO.Terminal,
+		},
+		Checkpoint: opts.Checkpoint,
+		Pid:        uint32(t.init.getPid()),
+	})
+}
+
+// Start runs runc start (or runc restore for a checkpointed task) and
+// publishes /tasks/start before any exit of the init.
+func (t *Task) Start(ctx context.Context) error {
+	p := t.init
+	p.mu.Lock()
+	switch p.status {
+	case statusCreated:
+	case statusStopped:
+		p.mu.Unlock()
+		return fmt.Errorf("cannot start a stopped process: %w", errdefs.ErrFailedPrecondition)
+	case statusDeleted:
+		p.mu.Unlock()
+		return fmt.Errorf("cannot start a deleted process: %w", errdefs.ErrNotFound)
+	default:
+		p.mu.Unlock()
+		return fmt.Errorf("cannot start a %s process: %w", p.status, errdefs.ErrFailedPrecondition)
+	}
+	p.mu.Unlock()
+	p.gate()
+
+	var err error
+	if t.checkpoint != "" {
+		err = t.restoreCheckpoint(ctx)
+	} else if err = t.runc.Start(ctx, t.id); err != nil {
+		err = runtimeError(t.runc, err, "OCI runtime start failed")
+	}
+	if err != nil {
+		if e := p.ungate(); e != nil {
+			t.onExit(p, *e)
+		}
+		return err
+	}
+	t.setStatusUnlessExited(statusRunning)
+	t.persist()
+	t.pub.publish(t.namespace, rt.TaskStartEventTopic, &eventstypes.TaskStart{
+		ContainerID: t.id,
+		Pid:         uint32(p.getPid()),
+	})
+	if e := p.ungate(); e != nil {
+		t.onExit(p, *e)
+	}
+	t.m.watchOOM(t)
+	return nil
+}
+
+// delete is the task's part of TaskManager.Delete.
+func (t *Task) delete(ctx context.Context) (*rt.Exit, error) {
+	p := t.init
+	switch s := p.getStatus(); s {
+	case statusStopped:
+	case statusCreated:
+		return t.deleteCreated(ctx)
+	case statusDeleted:
+		return nil, fmt.Errorf("task %s: %w", t.id, errdefs.ErrNotFound)
+	default:
+		return nil, fmt.Errorf("cannot delete a %s process: %w", s, errdefs.ErrFailedPrecondition)
+	}
+	if err := t.destroy(ctx); err != nil {
+		return nil, err
+	}
+	exit := p.exit()
+	t.pub.publish(t.namespace, rt.TaskDeleteEventTopic, &eventstypes.TaskDelete{
+		ContainerID: t.id,
+		Pid:         exit.Pid,
+		ExitStatus:  exit.Status,
+		ExitedAt:    protobuf.ToTimestamp(exit.Timestamp),
+	})
+	return exit, nil
+}
+
+// deleteCreated deletes a task that was never started. runc.v2 answers with
+// the init's state at that point (status 0, no exit time), publishes
+// /tasks/delete, and the SIGKILLed runc-init's /tasks/exit (137) follows; we
+// produce the same sequence. runc-init is killed through its pidfd and its
+// exit awaited first, so runc delete finds a stopped container instead of
+// polling a dying one.
+func (t *Task) deleteCreated(ctx context.Context) (*rt.Exit, error) {
+	p := t.init
+	p.gate()
+	var held = p.heldNote
+	if err := p.signal(uint32(unix.SIGKILL)); err == nil {
+		select {
+		case <-held:
+		case <-time.After(createdKillTimeout):
+			log.G(ctx).WithField("id", t.id).Warn("embed: runc-init did not exit after SIGKILL")
+		case <-ctx.Done():
+		}
+	}
+	exit := &rt.Exit{Pid: uint32(p.getPid())}
+	if err := t.destroy(ctx); err != nil {
+		p.ungate()
+		return nil, err
+	}
+	t.pub.publish(t.namespace, rt.TaskDeleteEventTopic, &eventstypes.TaskDelete{
+		ContainerID: t.id,
+		Pid:         exit.Pid,
+		ExitStatus:  exit.Status,
+		ExitedAt:    protobuf.ToTimestamp(exit.Timestamp),
+	})
+	if e := p.ungate(); e != nil {
+		status := exitStatusOf(*e)
+		t.pub.publish(t.namespace, rt.TaskExitEventTopic, &eventstypes.TaskExit{
+			ContainerID: t.id,
+			ID:          t.id,
+			Pid:         uint32(e.Pid),
+			ExitStatus:  status,
+			ExitedAt:    protobuf.ToTimestamp(e.ExitedAt),
+		})
+		p.setExited(status, e.ExitedAt)
+	}
+	p.setStatus(statusDeleted)
+	return exit, nil
+}
+
+// destroy removes everything the task holds: runc's state, the rootfs
+// mount, monitor registrations and records, stdio, the bundle.
+func (t *Task) destroy(ctx context.Context) error {
+	if err := t.runc.Delete(ctx, t.id, nil); err != nil && !strings.Contains(err.Error(), "does not exist") {
+		// A zombie init counts as stopped for runc, so this is a real
+		// failure; keep everything for a retry.
+		return runtimeError(t.runc, err, "failed to delete task")
+	}
+	// persistMu too: no state.json write may race with the bundle removal.
+	t.persistMu.Lock()
+	t.mu.Lock()
+	t.deleted = true
+	execs := make([]*process, 0, len(t.execs))
+	for _, e := range t.execs {
+		execs = append(execs, e)
+	}
+	t.execs = map[string]*process{}
+	t.mu.Unlock()
+	t.persistMu.Unlock()
+
+	t.m.unwatchOOM(t)
+	for _, p := range append(execs, t.init) {
+		t.m.detach(p)
+		p.mu.Lock()
+		pio := p.io
+		p.mu.Unlock()
+		if pio != nil {
+			pio.closeAll()
+		}
+	}
+	t.init.setStatus(statusDeleted)
+
+	var err error
+	if uerr := mount.UnmountRecursive(t.bundle.rootfs(), 0); uerr != nil {
+		log.G(ctx).WithError(uerr).Warn("embed: failed to cleanup rootfs mount")
+		err = fmt.Errorf("failed rootfs umount: %w", uerr)
+	}
+	if derr := t.bundle.delete(); derr != nil {
+		log.G(ctx).WithError(derr).Warn("embed: failed to delete bundle")
+		if err == nil {
+			err = derr
+		}
+	}
+	// Like the runc shim, a failed cleanup after runc delete is reported
+	// but the task is gone either way.
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("id", t.id).Error("embed: delete task")
+	}
+	return nil
+}
+
+// shouldKillAllOnExit: true unless the container has its own pid namespace.
+func shouldKillAllOnExit(spec *specs.Spec) bool {
+	if spec.Linux != nil {
+		for _, ns := range spec.Linux.Namespaces {
+			if ns.Type == specs.PIDNamespace && ns.Path == "" {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,159 @@
+//go:build linux
+
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/runtime/linux/runctypes"
+	runc "github.com/containerd/go-runc"
+	"github.com/containerd/typeurl/v2"
+	"golang.org/x/sys/unix"
+)
+
+// runcConfig is everything needed to rebuild a task's runc invocation; it is
+// persisted in state.json so that a restarted containerd drives the same runc
+// with the same root.
+type runcConfig struct {
+	Binary        string `json:"binary"`
+	Root          string `json:"root"` // already includes the namespace
+	SystemdCgroup bool   `json:"systemd_cgroup,omitempty"`
+	Debug         bool   `json:"debug,omitempty"`
+	NoPivotRoot   bool   `json:"no_pivot_root,omitempty"`
+	NoNewKeyring  bool   `json:"no_new_keyring,omitempty"`
+	CriuWorkPath  string `json:"criu_work_path,omitempty"`
+	CriuImagePath string `json:"criu_image_path,omitempty"`
+	IoUID         int    `json:"io_uid,omitempty"`
+	IoGID         int    `json:"io_gid,omitempty"`
+}
+
+// resolveRuncConfig merges the plugin config with the options a client may
+// send. Clients of a v1 runtime send runctypes (RuncOptions on the container,
+// CreateOptions on the task); CRI and clients written for runc.v2 send
+// runc.v2's Options. Both are accepted so that the same container spec runs
+// under either runtime. Task options win over container options, as in
+// runc.v2 where the task's options replace the container's.
+func resolveRuncConfig(cfg *Config, ns string, runtimeOpts, taskOpts typeurl.Any) (*runcConfig, error) {
+	rc := &runcConfig{
+		Binary:        cfg.Runtime,
+		Root:          cfg.RuntimeRoot,
+		SystemdCgroup: cfg.SystemdCgroup,
+		Debug:         cfg.Debug,
+	}
+	for _, a := range []typeurl.Any{runtimeOpts, taskOpts} {
+		if a == nil || len(a.GetValue()) == 0 && a.GetTypeUrl() == "" {
+			continue
+		}
+		v, err := typeurl.UnmarshalAny(a)
+		if err != nil {
+			return nil, fmt.Errorf("embed: unmarshal runtime options %q: %w", a.GetTypeUrl(), err)
+		}
+		switch o := v.(type) {
+		case *runcoptions.Options:
+			if o.BinaryName != "" {
+				rc.Binary = o.BinaryName
+			}
+			if o.Root != "" {
+				rc.Root = o.Root
+			}
+			rc.SystemdCgroup = rc.SystemdCgroup || o.SystemdCgroup
+			rc.NoPivotRoot = o.NoPivotRoot
+			rc.NoNewKeyring = o.NoNewKeyring
+			rc.IoUID, rc.IoGID = int(o.IoUid), int(o.IoGid)
+			rc.CriuWorkPath, rc.CriuImagePath = o.CriuWorkPath, o.CriuImagePath
+		case *runctypes.RuncOptions:
+			if o.Runtime != "" {
+				rc.Binary = o.Runtime
+			}
+			if o.RuntimeRoot != "" {
+				rc.Root = o.RuntimeRoot
+			}
+			rc.SystemdCgroup = rc.SystemdCgroup || o.SystemdCgroup
+		case *runctypes.CreateOptions:
+			rc.NoPivotRoot = o.NoPivotRoot
+			rc.NoNewKeyring = o.NoNewKeyring
+			rc.IoUID, rc.IoGID = int(o.IoUid), int(o.IoGid)
+			rc.CriuWorkPath, rc.CriuImagePath = o.CriuWorkPath, o.CriuImagePath
+		default:
+			return nil, fmt.Errorf("embed: unsupported runtime options type %T", v)
+		}
+	}
+	rc.Root = filepath.Join(rc.Root, ns)
+	return rc, nil
+}
+
+// newRunc builds the go-runc client for a task. PdeathSignal makes a runc
+// command die with containerd instead of lingering; it does not reach the
+// container (runc-init is not runc's thread).
+func (rc *runcConfig) newRunc(b *bundle) *runc.Runc {
+	return &runc.Runc{
+		Command:       rc.Binary,
+		Log:           b.runcLog(),
+		LogFormat:     runc.JSON,
+		PdeathSignal:  unix.SIGKILL,
+		Root:          rc.Root,
+		SystemdCgroup: rc.SystemdCgroup,
+		Debug:         rc.Debug,
+	}
+}
+
+// runtimeError turns a failed runc command into an error carrying runc's own
+// last error message, which it writes to log.json rather than stderr (stderr
+// may be the container's stdio).
+func runtimeError(r *runc.Runc, rErr error, msg string) error {
+	if rErr == nil {
+		return nil
+	}
+	rMsg, err := lastRuntimeError(r)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: %s (%s): %w", msg, "unable to retrieve OCI runtime error", err.Error(), rErr)
+	case rMsg == "":
+		return fmt.Errorf("%s: %w", msg, rErr)
+	default:
+		return fmt.Errorf("%s: %s", msg, rMsg)
+	}
+}
+
+func lastRuntimeError(r *runc.Runc) (string, error) {
+	if r.Log == "" {
+		return "", nil
+	}
+	f, err := os.Open(r.Log)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", nil
+		}
+		return "", err
+	}
+	defer f.Close()
+	var (
+		msg string
+		ent struct {
+			Level string
+			Msg   string
+			Time  time.Time
+		}
+	)
+	dec := json.NewDecoder(f)
+	for {
+		if err := dec.Decode(&ent); err != nil {
+			if err == io.EOF {
+				break
+			}
+			return "", err
+		}
+		if ent.Level == "error" {
+			msg = strings.TrimSpace(ent.Msg)
+		}
+	}
+	return msg, nil
+}

@@ -1,0 +1,226 @@
+//go:build linux
+
+package runtime
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/containerd/mount"
+	"github.com/containerd/containerd/namespaces"
+	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/embedshim/embedshim/go/exitmon"
+)
+
+// pendingExit is an exit found while reloading, handled once every task is
+// rebuilt.
+type pendingExit struct {
+	p *process
+	e exitmon.Exit
+}
+
+// restore rebuilds every task from the bundles after a (re)start of
+// containerd: processes that exited meanwhile get the status and time the
+// monitor recorded, running ones are polled again, and monitor entries that
+// no bundle accounts for are removed.
+func (m *TaskManager) restore(ctx context.Context) error {
+	nsDirs, err := os.ReadDir(m.state)
+	if err != nil {
+		return err
+	}
+	var pending []pendingExit
+	for _, nsd := range nsDirs {
+		if !nsd.IsDir() || strings.HasPrefix(nsd.Name(), ".") {
+			continue
+		}
+		ns := nsd.Name()
+		ids, err := os.ReadDir(filepath.Join(m.state, ns))
+		if err != nil {
+			return err
+		}
+		for _, idd := range ids {
+			if !idd.IsDir() {
+				continue
+			}
+			id := idd.Name()
+			if strings.HasPrefix(id, ".") {
+				// A delete interrupted after its atomic rename.
+				os.RemoveAll(filepath.Join(m.state, ns, id))
+				continue
+			}
+			lctx := log.WithLogger(namespaces.WithNamespace(ctx, ns),
+				log.G(ctx).WithFields(log.Fields{"id": id, "namespace": ns}))
+			t, exits, err := m.loadTask(lctx, ns, id)
+			if err != nil {
+				log.G(lctx).WithError(err).Error("embed: cannot reload task; cleaning it up")
+				m.cleanupBroken(lctx, ns, id)
+				continue
+			}
+			if err := m.tasks.AddWithNamespace(ns, t); err != nil {
+				return err
+			}
+			switch t.init.getStatus() {
+			case statusRunning, statusPaused:
+				m.watchOOM(t)
+			}
+			pending = append(pending, exits...)
+		}
+	}
+
+	// Exits of execs first, so a task's init exit is published last.
+	for _, pe := range pending {
+		if !pe.p.isInit {
+			pe.p.task.onExit(pe.p, pe.e)
+		}
+	}
+	for _, pe := range pending {
+		if pe.p.isInit {
+			pe.p.task.onExit(pe.p, pe.e)
+		}
+	}
+
+	m.reconcile(ctx)
+	return nil
+}
+
+func (m *TaskManager) loadTask(ctx context.Context, ns, id string) (*Task, []pendingExit, error) {
+	b := loadBundle(id, filepath.Join(m.state, ns), filepath.Join(m.root, ns))
+	st, err := readState(b.path)
+	if err != nil {
+		return nil, nil, err
+	}
+	rc := st.Runc
+	t := newTask(m, ns, id, b, &rc, st.Init.Stdio)
+	t.killAllOnExit = st.KillAllOnExit
+	t.checkpoint = st.Checkpoint
+
+	var pending []pendingExit
+	if e := m.reloadProcess(ctx, t.init, st.Init); e != nil {
+		pending = append(pending, pendingExit{t.init, *e})
+	}
+	for _, es := range st.Execs {
+		p := newProcess(t, es.ID, false, es.Stdio)
+		t.execs[es.ID] = p
+		// Count every exec whose exit is still to be handled, so that the
+		// init's exit waits for them as it would have without a restart.
+		if e := m.reloadProcess(ctx, p, es); e != nil {
+			pending = append(pending, pendingExit{p, *e})
+			t.runningExecs++
+		} else if p.getStatus() == statusRunning && !p.exitSeen {
+			t.runningExecs++
+		}
+	}
+	if t.init.exitSeen {
+		t.initExit = &exitmon.Exit{Pid: t.init.pid, Ident: t.init.ident}
+	}
+	return t, pending, nil
+}
+
+// reloadProcess restores one process. It returns the exit to handle if the
+// process exited while containerd was down (or its exit was recorded but not
+// published).
+func (m *TaskManager) reloadProcess(ctx context.Context, p *process, s processState) *exitmon.Exit {
+	p.pid, p.ident, p.status, p.stdio = s.Pid, s.Ident, s.Status, s.Stdio
+	if s.Exited {
+		// Already handled before the restart.
+		p.exitSeen, p.published = true, s.Published
+		p.exitStatus, p.exitedAt = s.ExitStatus, s.ExitedAt
+		if p.status != statusDeleted {
+			p.status = statusStopped
+		}
+		close(p.exited)
+		m.router.add(exitmon.Key{Pid: p.pid, Ident: p.ident}, p)
+		if !s.Published {
+			// Recorded but the event may not have gone out: at least once.
+			p.exitSeen = false
+			return &exitmon.Exit{Pid: s.Pid, Ident: s.Ident, ExitedAt: s.ExitedAt,
+				Status: waitStatusFor(s.ExitStatus)}
+		}
+		return nil
+	}
+	if p.pid == 0 {
+		return nil
+	}
+	key := exitmon.Key{Pid: p.pid, Ident: p.ident}
+	// Route before Lookup: a process still running is re-polled by
+	// Lookup and its exit may arrive on Exits() at once.
+	m.router.add(key, p)
+	e, err := m.monitor.Lookup(p.pid, p.ident)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("pid", p.pid).Error("embed: lookup exit record")
+	}
+	if e != nil {
+		return e
+	}
+	// Running: a pidfd again for signals, if the pid is still ours.
+	if fd, err := unix.PidfdOpen(p.pid, 0); err == nil {
+		if ident, ierr := exitmon.Identity(p.pid); ierr == nil && ident == p.ident {
+			p.pidfd = fd
+		} else {
+			unix.Close(fd)
+		}
+	}
+	p.io = reopenProcessIO(ctx, p.stdio)
+	return nil
+}
+
+// waitStatusFor turns a containerd exit status back into a wait status so a
+// persisted exit can go through the same path as a monitor's.
+func waitStatusFor(status uint32) uint32 {
+	if status > 128 && status < 128+65 {
+		return status - 128 // killed by signal (status-128)
+	}
+	return (status & 0xff) << 8
+}
+
+// cleanupBroken removes a task that cannot be reloaded (e.g. containerd died
+// during create, before state.json was written).
+func (m *TaskManager) cleanupBroken(ctx context.Context, ns, id string) {
+	b := loadBundle(id, filepath.Join(m.state, ns), filepath.Join(m.root, ns))
+	rc := &runcConfig{Binary: m.config.Runtime, Root: filepath.Join(m.config.RuntimeRoot, ns)}
+	if st, err := readState(b.path); err == nil {
+		rc = &st.Runc
+		for _, ps := range append(st.Execs, st.Init) {
+			if ps.Pid != 0 {
+				m.monitor.Forget(ps.Pid, ps.Ident)
+			}
+		}
+	}
+	r := rc.newRunc(b)
+	if err := r.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil &&
+		!strings.Contains(err.Error(), "does not exist") {
+		log.G(ctx).WithError(err).Warn("embed: runc delete of broken task")
+	}
+	if err := mount.UnmountRecursive(b.rootfs(), 0); err != nil {
+		log.G(ctx).WithError(err).Warn("embed: unmount rootfs of broken task")
+	}
+	if err := b.delete(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		log.G(ctx).WithError(err).Warn("embed: remove bundle of broken task")
+	}
+}
+
+// reconcile forgets monitor registrations (and records) that no task owns:
+// left by a crash between registration and state.json, or by a delete that
+// did not finish.
+func (m *TaskManager) reconcile(ctx context.Context) {
+	keys, err := m.monitor.Registered()
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("embed: list monitor registrations")
+		return
+	}
+	for _, k := range keys {
+		if m.router.has(k) {
+			continue
+		}
+		log.G(ctx).WithField("pid", k.Pid).Info("embed: forgetting stale exit registration")
+		if err := m.monitor.Forget(k.Pid, k.Ident); err != nil {
+			log.G(ctx).WithError(err).WithField("pid", k.Pid).Warn("embed: forget stale registration")
+		}
+	}
+}

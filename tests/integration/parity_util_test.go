@@ -1,0 +1,250 @@
+//go:build linux
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/events"
+	"github.com/containerd/containerd/oci"
+	"github.com/containerd/typeurl/v2"
+
+	"github.com/embedshim/embedshim/tests/integration/harness"
+)
+
+// The parity tests run every scenario on both runtimes in one daemon and
+// compare what a client observes: runc.v2 is the oracle.
+var runtimes = []string{harness.EmbedPluginID, harness.RuncV2}
+
+// env is one daemon with the test image, shared by the runtimes of a test.
+type env struct {
+	t   *testing.T
+	d   *harness.Daemon
+	ctx context.Context
+	img containerd.Image
+}
+
+// newEnv starts a daemon serving both runtimes and checks for leaks (fds,
+// mounts, bundles, processes, cgroups, BPF registrations and records) when
+// the test ends.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	d := harness.StartDaemon(t, harness.Options{LeakProbes: map[string]func(*harness.Daemon) ([]string, error){
+		"bpf": bpfEntries,
+	}})
+	if !d.HasEmbed() {
+		t.Fatalf("%s has no embed plugin", d.Binary)
+	}
+	ctx, cancel := context.WithTimeout(d.Context(), 5*time.Minute)
+	t.Cleanup(cancel)
+	e := &env{t: t, d: d, ctx: ctx, img: d.ImportTestImage(ctx)}
+	// Warm up: each runtime's first container creates lasting daemon-wide
+	// state (embed's OOM epoll, runc.v2's shim sockets dir) that is no leak.
+	for _, rt := range runtimes {
+		e.runToExit(t, rt, []string{"true"})
+	}
+	check := d.LeakCheck(t)
+	t.Cleanup(check)
+	return e
+}
+
+// bothRuntimes runs fn for each runtime as a subtest and fails if what they
+// observed differs. fn returns a comparable observation (no pids, times).
+func bothRuntimes(t *testing.T, e *env, fn func(t *testing.T, rt string) any) {
+	t.Helper()
+	got := map[string]any{}
+	for _, rt := range runtimes {
+		rt := rt
+		t.Run(shortName(rt), func(t *testing.T) { got[rt] = fn(t, rt) })
+	}
+	a, b := got[runtimes[0]], got[runtimes[1]]
+	if a != nil && b != nil && !reflect.DeepEqual(a, b) {
+		t.Errorf("embed and runc.v2 differ:\n  embed:   %+v\n  runc.v2: %+v", a, b)
+	}
+}
+
+func shortName(rt string) string {
+	if rt == harness.EmbedPluginID {
+		return "embed"
+	}
+	return "runcv2"
+}
+
+var idSeq struct {
+	sync.Mutex
+	n int
+}
+
+// newID gives a container id unique in the daemon, readable in logs.
+func newID(rt, name string) string {
+	idSeq.Lock()
+	defer idSeq.Unlock()
+	idSeq.n++
+	return fmt.Sprintf("%s-%s-%d", name, shortName(rt), idSeq.n)
+}
+
+// container creates a container of the test image on runtime rt; it is
+// deleted (with its task) when the test ends.
+func (e *env) container(t *testing.T, rt, name string, opts ...oci.SpecOpts) containerd.Container {
+	t.Helper()
+	id := newID(rt, name)
+	specOpts := append([]oci.SpecOpts{oci.WithImageConfig(e.img)}, opts...)
+	c, err := e.d.Client().NewContainer(e.ctx, id,
+		containerd.WithNewSnapshot(id+"-snap", e.img),
+		containerd.WithNewSpec(specOpts...),
+		containerd.WithRuntime(rt, nil))
+	if err != nil {
+		t.Fatalf("new container %s: %v", id, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(e.d.Context(), 30*time.Second)
+		defer cancel()
+		if task, err := c.Task(ctx, nil); err == nil {
+			task.Delete(ctx, containerd.WithProcessKill)
+		}
+		c.Delete(ctx, containerd.WithSnapshotCleanup)
+	})
+	return c
+}
+
+// outcome is what a client sees of a process that ran to its end.
+type outcome struct {
+	Code   uint32
+	Stdout string
+	Stderr string
+}
+
+// runToExit runs args in a new container on rt and returns its outcome,
+// after deleting the task.
+func (e *env) runToExit(t *testing.T, rt string, args []string, opts ...oci.SpecOpts) outcome {
+	t.Helper()
+	c := e.container(t, rt, "run", append(opts, oci.WithProcessArgs(args...))...)
+	var stdout, stderr bytes.Buffer
+	task, err := c.NewTask(e.ctx, cio.NewCreator(cio.WithStreams(nil, &stdout, &stderr)))
+	if err != nil {
+		t.Fatalf("new task: %v", err)
+	}
+	code := e.startAndWait(t, task)
+	if _, err := task.Delete(e.ctx); err != nil {
+		t.Fatalf("task delete: %v", err)
+	}
+	return outcome{Code: code, Stdout: stdout.String(), Stderr: stderr.String()}
+}
+
+// startAndWait starts a created process and returns its exit code.
+func (e *env) startAndWait(t *testing.T, p containerd.Process) uint32 {
+	t.Helper()
+	ch, err := p.Wait(e.ctx)
+	if err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if err := p.Start(e.ctx); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	return e.exitCode(t, ch)
+}
+
+func (e *env) exitCode(t *testing.T, ch <-chan containerd.ExitStatus) uint32 {
+	t.Helper()
+	select {
+	case st := <-ch:
+		code, at, err := st.Result()
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+		if at.IsZero() {
+			t.Errorf("exit time not set")
+		}
+		return code
+	case <-e.ctx.Done():
+		t.Fatalf("timed out waiting for exit")
+	}
+	return 0
+}
+
+// eventLog records the task events of one container, as "topic" or
+// "topic:detail" strings with pids and times left out, so that sequences can
+// be compared across runtimes.
+type eventLog struct {
+	mu     sync.Mutex
+	events []string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (e *env) recordEvents(t *testing.T, containerID string) *eventLog {
+	t.Helper()
+	ctx, cancel := context.WithCancel(e.ctx)
+	ch, errs := e.d.Client().Subscribe(ctx, `topic~="/tasks/"`)
+	l := &eventLog{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		for {
+			select {
+			case env := <-ch:
+				if s, ok := describeEvent(env, containerID); ok {
+					l.mu.Lock()
+					l.events = append(l.events, s)
+					l.mu.Unlock()
+				}
+			case <-errs:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(l.stop)
+	// Subscriptions start asynchronously; give this one a moment.
+	time.Sleep(50 * time.Millisecond)
+	return l
+}
+
+func (l *eventLog) stop() {
+	l.cancel()
+	<-l.done
+}
+
+// Events waits briefly for stragglers and returns what was recorded.
+func (l *eventLog) Events(settle time.Duration) []string {
+	time.Sleep(settle)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.events...)
+}
+
+func describeEvent(env *events.Envelope, containerID string) (string, bool) {
+	v, err := typeurl.UnmarshalAny(env.Event)
+	if err != nil {
+		return "", false
+	}
+	s := fmt.Sprintf("%+v", v)
+	if !strings.Contains(s, containerID) {
+		return "", false
+	}
+	type exitish interface{ GetExitStatus() uint32 }
+	type ided interface{ GetID() string }
+	detail := ""
+	if x, ok := v.(ided); ok && x.GetID() != "" && x.GetID() != containerID {
+		detail += ":exec=" + x.GetID()
+	}
+	if x, ok := v.(exitish); ok {
+		detail += fmt.Sprintf(":status=%d", x.GetExitStatus())
+	}
+	return env.Topic + detail, true
+}
+
+// bpfEntries reports embed registrations and exit records left in the
+// daemon's pinned maps (read with bpftool, which the tests install).
+func bpfEntries(d *harness.Daemon) ([]string, error) {
+	return countPinnedEntries(d.PinDir)
+}
