@@ -21,6 +21,7 @@ deps:
 core: deps
 	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@$(MAKE) --no-print-directory -C $(BUILD_DIR)
+	@hack/clib-stamp.sh $(BUILD_DIR)/libembedshim.a go/exitmon/zz_clib_stamp.go
 
 include mk/containerd.mk
 

@@ -55,6 +55,11 @@ struct {
 	__type(value, struct es_exit);
 } recent SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, ES_WAKEUP_RING_BYTES);
+} wakeups SEC(".maps");
+
 static __always_inline __u64 process_ident(struct task_struct *leader)
 {
 	if (ident_kind == ES_IDENT_PIDFS_INO) {
@@ -98,9 +103,12 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 		rec.status = BPF_CORE_READ(leader, exit_code);
 	rec.exit_ns = bpf_ktime_get_ns();
 	key.ident = process_ident(leader);
-	if (bpf_map_lookup_elem(&registrations, &key))
+	if (bpf_map_lookup_elem(&registrations, &key)) {
 		bpf_map_update_elem(&exits, &key, &rec, BPF_ANY);
-	else
+		/* Best effort: if the ring is full (no monitor reading), the
+		 * pidfd still says when, and the record says how. */
+		bpf_ringbuf_output(&wakeups, &key, sizeof(key), 0);
+	} else
 		bpf_map_update_elem(&recent, &key, &rec, BPF_ANY);
 	return 0;
 }

@@ -13,11 +13,17 @@
 #ifndef EMBEDSHIM_EXITSNOOP_H
 #define EMBEDSHIM_EXITSNOOP_H
 
-#define ES_LAYOUT_VERSION 2
+#define ES_LAYOUT_VERSION 3
 
 /* Capacity of the LRU of unregistered exits (see exitsnoop.bpf.c): it only
  * has to outlive the microseconds of a registration. */
 #define ES_RECENT_EXITS 4096
+
+/* Ring buffer of struct es_key, one per recorded exit of a registered
+ * process: wakes user space at the exit itself, before the pidfd is readable
+ * (a pid namespace's init only becomes a zombie once every other process of
+ * the namespace has been reaped, which the host's init may do late). */
+#define ES_WAKEUP_RING_BYTES (256 * 1024)
 
 /* How a process is identified, chosen at load time (see es_ident_kind()). */
 enum es_ident_kind {

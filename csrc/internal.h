@@ -19,10 +19,19 @@ struct es_slot {
 	struct es_key key;
 };
 
+#define ES_MAX_WOKEN 64
+
+struct ring_buffer;
+
 struct es_monitor {
-	int reg_fd;    /* registrations map */
-	int exits_fd;  /* exit-records map */
-	int recent_fd; /* LRU of unregistered exits */
+	int reg_fd;	/* registrations map */
+	int exits_fd;	/* exit-records map */
+	int recent_fd;	/* LRU of unregistered exits */
+	int wakeups_fd; /* ring buffer of recorded exits */
+	struct ring_buffer *ring;
+	/* Keys read from the ring by the current es_monitor_wait call. */
+	struct es_key woken[ES_MAX_WOKEN];
+	int nwoken;
 	int epfd;
 	int wakefd; /* eventfd in the epoll set; readable once woken */
 	uint32_t capacity;
@@ -33,6 +42,7 @@ struct es_monitor {
 };
 
 #define ES_WAKE_TOKEN UINT64_MAX
+#define ES_RING_TOKEN (UINT64_MAX - 1)
 
 /* printf into the caller's error buffer (may be NULL); returns rc. */
 int es_err(char *err, size_t errlen, int rc, const char *fmt, ...)

@@ -50,7 +50,7 @@ static int quiet_libbpf(enum libbpf_print_level level, const char *fmt,
 	return vfprintf(stderr, fmt, args);
 }
 
-/* Raw tracepoint link pinning and the helpers we use need Linux 5.7; CO-RE
+/* Raw tracepoint link pinning needs Linux 5.7, the BPF ring buffer 5.8; CO-RE
  * needs the kernel's BTF. */
 int es_check_kernel(const char *release, const char *btf_path, char *err,
 		    size_t errlen)
@@ -58,9 +58,9 @@ int es_check_kernel(const char *release, const char *btf_path, char *err,
 	int major = 0, minor = 0;
 
 	if (sscanf(release, "%d.%d", &major, &minor) == 2 &&
-	    (major < 5 || (major == 5 && minor < 7)))
+	    (major < 5 || (major == 5 && minor < 8)))
 		return es_err(err, errlen, -ENOTSUP,
-			      "kernel %s too old: embedshim needs Linux >= 5.7",
+			      "kernel %s too old: embedshim needs Linux >= 5.8",
 			      release);
 	if (access(btf_path, R_OK) != 0)
 		return es_err(err, errlen, -ENOTSUP,
@@ -173,6 +173,7 @@ struct pin_paths {
 	char reg[PATH_MAX];
 	char exits[PATH_MAX];
 	char recent[PATH_MAX];
+	char wakeups[PATH_MAX];
 	char link[PATH_MAX];
 };
 
@@ -183,6 +184,7 @@ static void pin_paths(const char *pin_dir, struct pin_paths *p)
 	snprintf(p->reg, PATH_MAX, "%s/registrations", p->vdir);
 	snprintf(p->exits, PATH_MAX, "%s/exits", p->vdir);
 	snprintf(p->recent, PATH_MAX, "%s/recent", p->vdir);
+	snprintf(p->wakeups, PATH_MAX, "%s/wakeups", p->vdir);
 	snprintf(p->link, PATH_MAX, "%s/link", p->vdir);
 }
 
@@ -191,6 +193,7 @@ static void unlink_maps(const struct pin_paths *p)
 	unlink(p->reg);
 	unlink(p->exits);
 	unlink(p->recent);
+	unlink(p->wakeups);
 }
 
 /* Fresh load: the link is pinned last, so its pin means "complete". */
@@ -242,6 +245,8 @@ static int load_and_pin(const struct pin_paths *p, uint32_t capacity, char *err,
 	if (!rc)
 		rc = bpf_map__pin(skel->maps.recent, p->recent);
 	if (!rc)
+		rc = bpf_map__pin(skel->maps.wakeups, p->wakeups);
+	if (!rc)
 		rc = bpf_link__pin(link, p->link);
 	if (rc) {
 		es_err(err, errlen, rc, "cannot pin BPF objects under %s: %s",
@@ -290,6 +295,36 @@ static int open_pinned_map(const char *path, uint32_t key_size,
 	return fd;
 }
 
+static int on_wakeup(void *ctx, void *data, size_t size)
+{
+	struct es_monitor *m = ctx;
+
+	if (size == sizeof(struct es_key) && m->nwoken < ES_MAX_WOKEN)
+		m->woken[m->nwoken++] = *(struct es_key *)data;
+	/* Past the cap the pidfd path delivers: stop consuming for now. */
+	return m->nwoken < ES_MAX_WOKEN ? 0 : 1;
+}
+
+static int open_wakeups(struct es_monitor *m, const char *path, char *err,
+			size_t errlen)
+{
+	int rc;
+
+	m->wakeups_fd = bpf_obj_get(path);
+	if (m->wakeups_fd < 0) {
+		rc = -errno;
+		return es_err(err, errlen, rc, "cannot open pinned map %s: %s",
+			      path, strerror(-rc));
+	}
+	m->ring = ring_buffer__new(m->wakeups_fd, on_wakeup, m, NULL);
+	if (!m->ring) {
+		rc = -errno;
+		return es_err(err, errlen, rc, "cannot map ring buffer %s: %s",
+			      path, strerror(-rc));
+	}
+	return 0;
+}
+
 int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 		    struct es_monitor **out, char *err, size_t errlen)
 {
@@ -323,7 +358,8 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return es_err(err, errlen, -ENOMEM, "out of memory");
-	m->reg_fd = m->exits_fd = m->recent_fd = m->epfd = m->wakefd = -1;
+	m->reg_fd = m->exits_fd = m->recent_fd = m->wakeups_fd = m->epfd =
+		m->wakefd = -1;
 	pthread_mutex_init(&m->lock, NULL);
 
 	rc = open_pinned_map(p.reg, sizeof(struct es_key),
@@ -341,6 +377,9 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 	if (rc < 0)
 		goto cleanup;
 	m->recent_fd = rc;
+	rc = open_wakeups(m, p.wakeups, err, errlen);
+	if (rc < 0)
+		goto cleanup;
 	m->capacity = max_reg < max_ex ? max_reg : max_ex;
 
 	m->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -348,6 +387,14 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 	ev.data.u64 = ES_WAKE_TOKEN;
 	if (m->epfd < 0 || m->wakefd < 0 ||
 	    epoll_ctl(m->epfd, EPOLL_CTL_ADD, m->wakefd, &ev) < 0) {
+		rc = -errno;
+		es_err(err, errlen, rc, "cannot set up epoll: %s",
+		       strerror(-rc));
+		goto cleanup;
+	}
+	ev.data.u64 = ES_RING_TOKEN;
+	if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, ring_buffer__epoll_fd(m->ring),
+		      &ev) < 0) {
 		rc = -errno;
 		es_err(err, errlen, rc, "cannot set up epoll: %s",
 		       strerror(-rc));
@@ -378,6 +425,9 @@ void es_monitor_close(struct es_monitor *m)
 		close(m->exits_fd);
 	if (m->recent_fd >= 0)
 		close(m->recent_fd);
+	ring_buffer__free(m->ring);
+	if (m->wakeups_fd >= 0)
+		close(m->wakeups_fd);
 	if (m->reg_fd >= 0)
 		close(m->reg_fd);
 	pthread_mutex_destroy(&m->lock);
@@ -391,7 +441,7 @@ uint32_t es_monitor_capacity(const struct es_monitor *m)
 
 int es_pins_destroy(const char *pin_dir, char *err, size_t errlen)
 {
-	const char *files[4];
+	const char *files[5];
 	struct pin_paths p;
 	int i, rc = 0;
 
@@ -402,7 +452,8 @@ int es_pins_destroy(const char *pin_dir, char *err, size_t errlen)
 	files[1] = p.reg;
 	files[2] = p.exits;
 	files[3] = p.recent;
-	for (i = 0; i < 4; i++)
+	files[4] = p.wakeups;
+	for (i = 0; i < 5; i++)
 		if (unlink(files[i]) < 0 && errno != ENOENT && !rc)
 			rc = -errno;
 	if (rmdir(p.vdir) < 0 && errno != ENOENT && !rc)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 
 #include "internal.h"
 
@@ -65,22 +66,30 @@ static void slot_release(struct es_monitor *m, uint32_t i)
 	m->slots[i].gen++;
 }
 
+/* Under m->lock: the slot polling key, or -1. */
+static int slot_find(struct es_monitor *m, const struct es_key *key)
+{
+	uint32_t i;
+
+	for (i = 0; i < m->nslots; i++)
+		if (m->slots[i].pidfd >= 0 && m->slots[i].key.pid == key->pid &&
+		    m->slots[i].key.ident == key->ident)
+			return i;
+	return -1;
+}
+
 int es_track(struct es_monitor *m, int pidfd, const struct es_key *key,
 	     bool once)
 {
 	struct epoll_event ev = {.events = EPOLLIN};
-	uint32_t j;
 	int i, rc = 0;
 
 	pthread_mutex_lock(&m->lock);
 	/* Polled already (a repeated lookup): a second slot would deliver
 	 * the exit twice. */
-	for (j = 0; once && j < m->nslots; j++) {
-		if (m->slots[j].pidfd >= 0 && m->slots[j].key.pid == key->pid &&
-		    m->slots[j].key.ident == key->ident) {
-			rc = -EEXIST;
-			goto out;
-		}
+	if (once && slot_find(m, key) >= 0) {
+		rc = -EEXIST;
+		goto out;
 	}
 	i = slot_get(m);
 	if (i < 0) {
@@ -222,43 +231,76 @@ static void fill_event(struct es_exit_event *ev, const struct es_key *key,
 	ev->err = rec ? 0 : -ENODATA;
 }
 
+/* Take the process in slot idx (if it is still gen) off the poll set; true
+ * if the caller now owns delivering its exit. */
+static bool claim_slot(struct es_monitor *m, uint32_t idx, uint32_t gen,
+		       struct es_key *key)
+{
+	bool ours = false;
+
+	pthread_mutex_lock(&m->lock);
+	/* A slot forgotten (and perhaps reused) since epoll_wait returned is
+	 * not this event's process any more. */
+	if (idx < m->nslots && m->slots[idx].pidfd >= 0 &&
+	    m->slots[idx].gen == gen) {
+		*key = m->slots[idx].key;
+		slot_release(m, idx);
+		ours = true;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return ours;
+}
+
+/* Exits announced by the BPF program through the ring: claim those still
+ * polled here (each is delivered once, by whichever path comes first). */
+static int drain_ring(struct es_monitor *m, struct es_exit_event *evs, int max)
+{
+	struct es_exit rec;
+	struct es_key key;
+	int i, idx, out = 0;
+
+	m->nwoken = 0;
+	ring_buffer__consume(m->ring);
+	for (i = 0; i < m->nwoken && out < max; i++) {
+		pthread_mutex_lock(&m->lock);
+		idx = slot_find(m, &m->woken[i]);
+		if (idx >= 0) {
+			key = m->slots[idx].key;
+			slot_release(m, idx);
+		}
+		pthread_mutex_unlock(&m->lock);
+		if (idx >= 0)
+			fill_event(&evs[out++], &key,
+				   have_record(m, &key, &rec) ? &rec : NULL);
+	}
+	return out;
+}
+
 int es_monitor_wait(struct es_monitor *m, struct es_exit_event *evs, int max,
 		    int timeout_ms)
 {
-	struct epoll_event eps[64];
+	struct epoll_event eps[ES_MAX_WOKEN];
 	struct es_exit rec;
 	struct es_key key;
 	bool woken = false;
 	int n, i, out = 0;
 
-	if (max > 64)
-		max = 64;
+	if (max > ES_MAX_WOKEN)
+		max = ES_MAX_WOKEN;
 	n = epoll_wait(m->epfd, eps, max, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && out < max; i++) {
 		uint64_t data = eps[i].data.u64;
-		uint32_t idx = (uint32_t)data, gen = data >> 32;
-		bool ours = false;
 
 		if (data == ES_WAKE_TOKEN) {
 			woken = true;
-			continue;
+		} else if (data == ES_RING_TOKEN) {
+			out += drain_ring(m, evs + out, max - out);
+		} else if (claim_slot(m, (uint32_t)data, data >> 32, &key)) {
+			fill_event(&evs[out++], &key,
+				   have_record(m, &key, &rec) ? &rec : NULL);
 		}
-		pthread_mutex_lock(&m->lock);
-		/* A slot forgotten (and perhaps reused) since epoll_wait
-		 * returned is not this event's process any more. */
-		if (idx < m->nslots && m->slots[idx].pidfd >= 0 &&
-		    m->slots[idx].gen == gen) {
-			key = m->slots[idx].key;
-			slot_release(m, idx);
-			ours = true;
-		}
-		pthread_mutex_unlock(&m->lock);
-		if (!ours)
-			continue;
-		fill_event(&evs[out++], &key,
-			   have_record(m, &key, &rec) ? &rec : NULL);
 	}
 	if (!out && woken)
 		return -ECANCELED;
@@ -323,17 +365,12 @@ int es_monitor_lookup(struct es_monitor *m, int pid, uint64_t ident,
 int es_monitor_forget(struct es_monitor *m, int pid, uint64_t ident)
 {
 	struct es_key key = {.pid = pid, .ident = ident};
-	int rc = 0;
-	uint32_t i;
+	int i, rc = 0;
 
 	pthread_mutex_lock(&m->lock);
-	for (i = 0; i < m->nslots; i++) {
-		struct es_slot *s = &m->slots[i];
-
-		if (s->pidfd >= 0 && s->key.pid == key.pid &&
-		    s->key.ident == key.ident)
-			slot_release(m, i);
-	}
+	i = slot_find(m, &key);
+	if (i >= 0)
+		slot_release(m, i);
 	pthread_mutex_unlock(&m->lock);
 	if (bpf_map_delete_elem(m->reg_fd, &key) < 0 && errno != ENOENT)
 		rc = -errno;

@@ -56,7 +56,7 @@ containerd-bins: $(CTRD_BIN)/embedshim-containerd $(CTRD_BIN)/ctr $(CTRD_BIN)/co
 
 # Always handed to `go build` (FORCE-like, phony): go's own cache makes a
 # no-op rebuild take ~1s, and it tracks Go/cgo inputs better than make can.
-$(CTRD_BIN)/embedshim-containerd:
+$(CTRD_BIN)/embedshim-containerd: core
 	@mkdir -p $(CTRD_BIN)
 	CGO_ENABLED=1 $(CTRD_GO) build $(CTRD_GOFLAGS) -tags "$(CTRD_TAGS)" \
 		-ldflags '$(CTRD_LDFLAGS)' -o $@ ./cmd/embedshim-containerd
