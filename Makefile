@@ -10,7 +10,7 @@ export CGO_ENABLED := 1
 # link cannot take Debian's non-PIC libbpf.a (see mk/containerd.mk).
 GO_TAGS := urfave_cli_no_docs static_build
 
-.PHONY: all deps core build test test-c test-go bench-core demo fmt lint clean
+.PHONY: all deps core build test test-c test-go bench-core demo demo-core fmt lint clean
 
 all: build
 
@@ -42,7 +42,13 @@ bench-core: core
 	@mkdir -p _output/bench
 	$(BUILD_DIR)/bench_core -n 10000 -o _output/bench/core.json
 
-demo: core
+# The demo: embedshim-containerd in a scratch dir, containers on the embed
+# runtime, a daemon crash and the exit status recovered after it.
+demo: build
+	hack/demo.sh
+
+# The exit-tracking core alone against a few processes.
+demo-core: core
 	$(GO) run ./cmd/exitmon-demo
 
 fmt:
