@@ -24,10 +24,11 @@ core: deps
 	@hack/clib-stamp.sh $(BUILD_DIR)/libembedshim.a go/exitmon/zz_clib_stamp.go
 
 include mk/containerd.mk
+include mk/bench.mk
 
 build: core containerd-bins test-image
 
-test: build lint test-c test-go
+test: build lint test-c test-go bench-smoke
 	@echo "make test: all passed"
 
 test-c: core

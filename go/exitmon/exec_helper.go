@@ -73,6 +73,12 @@ func (m *Monitor) RunDetached(cmd *exec.Cmd, pidFile string) (pid int, ident uin
 	pid, err = strconv.Atoi(strings.TrimSpace(line))
 	if err == nil {
 		ident, err = m.Adopt(pid)
+		if err != nil {
+			// Not tracked (e.g. capacity reached): the caller reports a
+			// failed exec, so the process must not run on. It is the
+			// helper's unreaped child, so its pid cannot be reused yet.
+			unix.Kill(pid, unix.SIGKILL)
+		}
 	}
 	ours.Write([]byte{1}) // let the helper go (and with it the zombie, if any)
 	if werr := cmd.Wait(); werr != nil && err == nil {

@@ -4,6 +4,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -48,13 +49,16 @@ func parseCheckpointOptions(a *types.Any) (*checkpointOptions, error) {
 
 // Checkpoint dumps the container with runc checkpoint (criu).
 func (t *Task) Checkpoint(ctx context.Context, path string, options *types.Any) error {
+	// State errors as runc.v2's (plain errors, errdefs class unknown).
+	switch t.init.getStatus() {
+	case statusRunning, statusPaused, statusPausing:
+	case statusCreated:
+		return errors.New("cannot checkpoint a task in created state")
+	default:
+		return errors.New("cannot checkpoint a stopped container")
+	}
 	if _, err := exec.LookPath("criu"); err != nil {
 		return fmt.Errorf("checkpoint needs criu: %v: %w", err, errdefs.ErrNotImplemented)
-	}
-	switch t.init.getStatus() {
-	case statusRunning, statusPaused:
-	default:
-		return fmt.Errorf("cannot checkpoint a %s container: %w", t.init.getStatus(), errdefs.ErrFailedPrecondition)
 	}
 	o, err := parseCheckpointOptions(options)
 	if err != nil {

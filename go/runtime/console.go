@@ -3,12 +3,14 @@
 package runtime
 
 import (
+	"errors"
 	"io"
 	"sync"
 	"time"
 
 	"github.com/containerd/console"
 	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
 )
 
 // consoleDrainTimeout bounds how long delete waits for the terminal's output
@@ -44,22 +46,72 @@ func (pio *processIO) startConsole(master console.Console) error {
 	}
 
 	if pio.paths.Stdout != "" {
-		out, err := openOutput(pio.paths.Stdout)
-		if err != nil {
-			return err
+		var out io.WriteCloser
+		if isBinaryURI(pio.paths.Stdout) {
+			// As in the runc shim: the logger gets the terminal's
+			// output on its stdout pipe; its stderr pipe stays empty.
+			l, outW, errW, err := startBinaryLogger(pio.paths)
+			if err != nil {
+				return err
+			}
+			errW.Close()
+			pio.logger, out = l, outW
+		} else {
+			f, err := openOutput(pio.paths.Stdout)
+			if err != nil {
+				return err
+			}
+			out = f
 		}
+		exited := pio.exitedLocked()
 		pio.copies.Add(1)
 		go func() {
 			defer pio.copies.Done()
-			buf := make([]byte, 32<<10)
-			// Ends with EIO once every slave fd is closed (all the
-			// processes using the terminal are gone); the client then
-			// sees EOF because we were the FIFO's only writer.
-			io.CopyBuffer(out, master, buf)
+			copyConsoleOutput(out, master, exited)
+			// The client sees EOF: we were the FIFO's only writer.
 			out.Close()
 		}()
 	}
 	return nil
+}
+
+// consoleEIORetry is how often the output copy retries a pty master that
+// reports EIO while its process still runs.
+const consoleEIORetry = 10 * time.Millisecond
+
+// copyConsoleOutput copies the pty master to out until the process has
+// exited and the master reports EIO (every slave fd closed) or another error.
+// An EIO while the process runs is not the end: the slave side can be
+// without an open file for a moment (runc's set-up, a process closing its
+// own open of the terminal) and output may follow; runc.v2's EpollConsole
+// waits in that case too instead of dropping the rest of the output. After
+// the exit the kernel hands out what is buffered before reporting EIO.
+func copyConsoleOutput(out io.Writer, master io.Reader, exited <-chan struct{}) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := master.Read(buf)
+		if n > 0 {
+			if _, werr := out.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, unix.EIO):
+			select {
+			case <-exited:
+				return
+			default:
+			}
+			select {
+			case <-exited:
+			case <-time.After(consoleEIORetry):
+			}
+		default:
+			return
+		}
+	}
 }
 
 func (pio *processIO) resize(w, h uint32) error {

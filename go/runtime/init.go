@@ -175,13 +175,16 @@ func (t *Task) Start(ctx context.Context) error {
 	case statusCreated:
 	case statusStopped:
 		p.mu.Unlock()
-		return fmt.Errorf("cannot start a stopped process: %w", errdefs.ErrFailedPrecondition)
+		return errors.New("cannot start a stopped process")
 	case statusDeleted:
 		p.mu.Unlock()
 		return fmt.Errorf("cannot start a deleted process: %w", errdefs.ErrNotFound)
+	case statusPaused, statusPausing:
+		p.mu.Unlock()
+		return errors.New("cannot start a paused process")
 	default:
 		p.mu.Unlock()
-		return fmt.Errorf("cannot start a %s process: %w", p.status, errdefs.ErrFailedPrecondition)
+		return errors.New("cannot start a running process")
 	}
 	p.mu.Unlock()
 	p.gate()
@@ -214,14 +217,16 @@ func (t *Task) Start(ctx context.Context) error {
 // delete is the task's part of TaskManager.Delete.
 func (t *Task) delete(ctx context.Context) (*rt.Exit, error) {
 	p := t.init
-	switch s := p.getStatus(); s {
+	switch p.getStatus() {
 	case statusStopped:
 	case statusCreated:
 		return t.deleteCreated(ctx)
 	case statusDeleted:
 		return nil, fmt.Errorf("task %s: %w", t.id, errdefs.ErrNotFound)
+	case statusPaused, statusPausing:
+		return nil, errors.New("cannot delete a paused process")
 	default:
-		return nil, fmt.Errorf("cannot delete a %s process: %w", s, errdefs.ErrFailedPrecondition)
+		return nil, errors.New("cannot delete a running process")
 	}
 	if err := t.destroy(ctx); err != nil {
 		return nil, err
@@ -283,10 +288,8 @@ func (t *Task) deleteCreated(ctx context.Context) (*rt.Exit, error) {
 // destroy removes everything the task holds: runc's state, the rootfs
 // mount, monitor registrations and records, stdio, the bundle.
 func (t *Task) destroy(ctx context.Context) error {
-	if err := t.runc.Delete(ctx, t.id, nil); err != nil && !strings.Contains(err.Error(), "does not exist") {
-		// A zombie init counts as stopped for runc, so this is a real
-		// failure; keep everything for a retry.
-		return runtimeError(t.runc, err, "failed to delete task")
+	if err := t.runcDelete(ctx); err != nil {
+		return err
 	}
 	// persistMu too: no state.json write may race with the bundle removal.
 	t.persistMu.Lock()
@@ -329,6 +332,77 @@ func (t *Task) destroy(ctx context.Context) error {
 		log.G(ctx).WithError(err).WithField("id", t.id).Error("embed: delete task")
 	}
 	return nil
+}
+
+// runcDelete runs runc delete once the init is gone for runc too. Our exit
+// can come before the init is a zombie: the init of a pid namespace stays in
+// the kernel's namespace teardown (not yet a zombie, "running" for runc)
+// until every other process of the namespace is reaped, and an exec's zombie
+// is reaped by the host's pid 1, lazily. So wait (bounded) for the init's
+// pidfd to turn readable, which it does once the init is a zombie, and retry
+// runc delete while runc still sees a running container.
+func (t *Task) runcDelete(ctx context.Context) error {
+	deadline := time.Now().Add(stoppedTimeout)
+	if t.init.hasExited() {
+		t.init.awaitZombie(ctx, deadline)
+	}
+	for delay := 20 * time.Millisecond; ; delay *= 2 {
+		err := t.runc.Delete(ctx, t.id, nil)
+		if err == nil || strings.Contains(err.Error(), "does not exist") {
+			return nil
+		}
+		rerr := runtimeError(t.runc, err, "failed to delete task")
+		if !strings.Contains(rerr.Error(), "is not stopped") || time.Now().After(deadline) {
+			// A zombie init counts as stopped for runc, so this is a
+			// real failure; keep everything for a retry.
+			return rerr
+		}
+		if delay > 500*time.Millisecond {
+			delay = 500 * time.Millisecond
+		}
+		log.G(ctx).WithField("id", t.id).Debug("embed: init exited but runc sees it running; retrying delete")
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return rerr
+		}
+	}
+}
+
+// stoppedTimeout bounds the wait, at delete, for an init whose exit we know
+// to be a zombie (or gone) for runc too.
+const stoppedTimeout = 15 * time.Second
+
+// awaitZombie waits until the process's pidfd is readable (the process is a
+// zombie or reaped), the deadline passes or ctx is done.
+func (p *process) awaitZombie(ctx context.Context, deadline time.Time) {
+	p.mu.Lock()
+	fd := -1
+	if p.pidfd >= 0 {
+		fd, _ = unix.FcntlInt(uintptr(p.pidfd), unix.F_DUPFD_CLOEXEC, 0)
+	}
+	p.mu.Unlock()
+	if fd < 0 {
+		return
+	}
+	defer unix.Close(fd)
+	for ctx.Err() == nil {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		if left > 100*time.Millisecond {
+			left = 100 * time.Millisecond // re-check ctx
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(left/time.Millisecond)+1)
+		if err != nil && err != unix.EINTR {
+			return
+		}
+		if n > 0 {
+			return
+		}
+	}
 }
 
 // shouldKillAllOnExit: true unless the container has its own pid namespace.

@@ -189,9 +189,12 @@ func (m *TaskManager) attach(p *process, pid int) error {
 		case errors.Is(err, exitmon.ErrExited), errors.Is(err, exitmon.ErrNotExpected):
 			return errExitedEarly
 		case errors.Is(err, exitmon.ErrCapacity):
+			// Not tracked: nobody else closes the pidfd.
+			p.closePidfd()
 			return fmt.Errorf("embed: tracking capacity %d reached: %v: %w",
 				m.monitor.Capacity(), err, errdefs.ErrUnavailable)
 		}
+		p.closePidfd()
 		return fmt.Errorf("embed: register pid %d: %w", pid, err)
 	}
 	if got != ident {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/runtime/linux/runctypes"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/typeurl/v2"
@@ -54,7 +55,7 @@ func resolveRuncConfig(cfg *Config, ns string, runtimeOpts, taskOpts typeurl.Any
 		}
 		v, err := typeurl.UnmarshalAny(a)
 		if err != nil {
-			return nil, fmt.Errorf("embed: unmarshal runtime options %q: %w", a.GetTypeUrl(), err)
+			return nil, fmt.Errorf("embed: unmarshal runtime options %q: %v: %w", a.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
 		}
 		switch o := v.(type) {
 		case *runcoptions.Options:
@@ -83,7 +84,7 @@ func resolveRuncConfig(cfg *Config, ns string, runtimeOpts, taskOpts typeurl.Any
 			rc.IoUID, rc.IoGID = int(o.IoUid), int(o.IoGid)
 			rc.CriuWorkPath, rc.CriuImagePath = o.CriuWorkPath, o.CriuImagePath
 		default:
-			return nil, fmt.Errorf("embed: unsupported runtime options type %T", v)
+			return nil, fmt.Errorf("embed: unsupported runtime options type %T (%s): %w", v, a.GetTypeUrl(), errdefs.ErrInvalidArgument)
 		}
 	}
 	rc.Root = filepath.Join(rc.Root, ns)

@@ -120,10 +120,14 @@ func newPlugin(ic *plugin.InitContext) (interface{}, error) {
 		events:     ep.(*exchange.Exchange),
 		monitor:    mon,
 	})
+	// Events of exits found by restore wait until clients can see them.
+	held := newHeldPublisher(tm.pub.events)
+	tm.pub.events = held
 	if err := tm.restore(ic.Context); err != nil {
 		mon.Close()
 		return nil, err
 	}
+	held.restored(ic.Address)
 	tm.startExitLoop()
 	return tm, nil
 }

@@ -76,6 +76,7 @@ type process struct {
 }
 
 func newProcess(t *Task, id string, isInit bool, stdio stdioPaths) *process {
+	stdio.procID, stdio.namespace = id, t.namespace
 	return &process{
 		task:   t,
 		id:     id,

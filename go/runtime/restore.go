@@ -5,10 +5,14 @@ package runtime
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/containerd/containerd/events"
 	"github.com/containerd/containerd/mount"
 	"github.com/containerd/containerd/namespaces"
 	runc "github.com/containerd/go-runc"
@@ -86,7 +90,49 @@ func (m *TaskManager) restore(ctx context.Context) error {
 	}
 
 	m.reconcile(ctx)
+	m.cleanupWorkDirs(ctx)
 	return nil
+}
+
+// cleanupWorkDirs removes the per-task work dirs (<plugin root>/<ns>/<id>)
+// of tasks that were not reloaded, as runc.v2's shim manager does: their
+// bundle is gone (a crash during create or delete, or a state dir cleared
+// by a reboot).
+func (m *TaskManager) cleanupWorkDirs(ctx context.Context) {
+	nsDirs, err := os.ReadDir(m.root)
+	if err != nil {
+		return
+	}
+	// Never touch the pin dir (by default <plugin root>/bpf, a bpffs).
+	holdsPins := func(path string) bool {
+		return strings.HasPrefix(filepath.Clean(m.config.PinDir)+"/", path+"/")
+	}
+	for _, nsd := range nsDirs {
+		if !nsd.IsDir() || holdsPins(filepath.Join(m.root, nsd.Name())) {
+			continue
+		}
+		ns := nsd.Name()
+		ids, err := os.ReadDir(filepath.Join(m.root, ns))
+		if err != nil {
+			continue
+		}
+		for _, idd := range ids {
+			if !idd.IsDir() {
+				continue
+			}
+			if _, err := m.tasks.Get(namespaces.WithNamespace(ctx, ns), idd.Name()); err == nil {
+				continue
+			}
+			path := filepath.Join(m.root, ns, idd.Name())
+			if holdsPins(path) {
+				continue
+			}
+			log.G(ctx).WithField("path", path).Info("embed: removing work dir of a task that was not reloaded")
+			if err := os.RemoveAll(path); err != nil {
+				log.G(ctx).WithError(err).WithField("path", path).Warn("embed: remove work dir")
+			}
+		}
+	}
 }
 
 func (m *TaskManager) loadTask(ctx context.Context, ns, id string) (*Task, []pendingExit, error) {
@@ -222,5 +268,111 @@ func (m *TaskManager) reconcile(ctx context.Context) {
 		if err := m.monitor.Forget(k.Pid, k.Ident); err != nil {
 			log.G(ctx).WithError(err).WithField("pid", k.Pid).Warn("embed: forget stale registration")
 		}
+	}
+}
+
+// Exits found by restore happen during plugin initialisation, before the
+// daemon serves: published then, they would reach no client (runc.v2's shims
+// instead retry an undelivered exit after 1s, 2s, ... so clients that
+// subscribe right after a restart do get it). heldPublisher holds back the
+// events restore publishes, and any later event of the same containers (to
+// keep their order), until the daemon serves plus releaseGrace, then sends
+// them once, in order. Events of other containers are not delayed.
+const (
+	releaseGrace   = time.Second
+	releaseTimeout = time.Minute
+)
+
+type heldPublisher struct {
+	next events.Publisher
+
+	mu        sync.Mutex
+	restoring bool            // restore running: every event is held
+	held      map[string]bool // namespace/container whose events wait
+	queue     []heldEvent
+	released  bool
+}
+
+type heldEvent struct {
+	ctx   context.Context
+	topic string
+	evt   events.Event
+}
+
+func newHeldPublisher(next events.Publisher) *heldPublisher {
+	return &heldPublisher{next: next, restoring: true, held: map[string]bool{}}
+}
+
+func heldKey(ctx context.Context, evt events.Event) string {
+	ns, _ := namespaces.Namespace(ctx)
+	if c, ok := evt.(interface{ GetContainerID() string }); ok {
+		return ns + "/" + c.GetContainerID()
+	}
+	return ns + "/"
+}
+
+func (h *heldPublisher) Publish(ctx context.Context, topic string, evt events.Event) error {
+	h.mu.Lock()
+	if !h.released {
+		k := heldKey(ctx, evt)
+		if h.restoring {
+			h.held[k] = true
+		}
+		if h.held[k] {
+			h.queue = append(h.queue, heldEvent{ctx, topic, evt})
+			h.mu.Unlock()
+			return nil
+		}
+	}
+	h.mu.Unlock()
+	return h.next.Publish(ctx, topic, evt)
+}
+
+// restored ends the restore phase: with nothing held the publisher passes
+// everything through at once, else it releases the held events once the
+// daemon accepts connections on address (plus releaseGrace).
+func (h *heldPublisher) restored(address string) {
+	h.mu.Lock()
+	h.restoring = false
+	empty := len(h.queue) == 0
+	if empty {
+		h.released = true
+	}
+	h.mu.Unlock()
+	if empty {
+		return
+	}
+	go func() {
+		waitServing(address, releaseTimeout)
+		time.Sleep(releaseGrace)
+		h.release()
+	}()
+}
+
+func (h *heldPublisher) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range h.queue {
+		if err := h.next.Publish(e.ctx, e.topic, e.evt); err != nil {
+			log.G(e.ctx).WithError(err).WithField("topic", e.topic).Error("embed: publish held event")
+		}
+	}
+	h.queue, h.held, h.released = nil, nil, true
+}
+
+// waitServing returns once a connection to the daemon's gRPC socket
+// succeeds (a stale socket of the previous run refuses), or after timeout.
+func waitServing(address string, timeout time.Duration) {
+	if address == "" {
+		return
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("unix", address, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

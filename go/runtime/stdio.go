@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/containerd/console"
 	"github.com/containerd/containerd/errdefs"
@@ -26,6 +27,12 @@ type stdioPaths struct {
 	Stdout   string `json:"stdout,omitempty"`
 	Stderr   string `json:"stderr,omitempty"`
 	Terminal bool   `json:"terminal,omitempty"`
+
+	// For binary:// loggers (CONTAINER_ID, CONTAINER_NAMESPACE), as the
+	// runc shim passes them: the process id (container id for init, exec id
+	// for an exec) and the namespace. Set by newProcess, not persisted.
+	procID    string
+	namespace string
 }
 
 // processIO is the containerd side of one process's stdio.
@@ -57,6 +64,17 @@ type processIO struct {
 	stdinFifo   io.Closer  // relay's read handle on the stdin FIFO
 	console     console.Console
 	copies      sync.WaitGroup
+	logger      *binaryLogger // binary:// logging process, if any
+	exited      chan struct{} // closed by closeOutputs: the process is gone
+}
+
+// exitedLocked returns the channel closed when the process has exited (or
+// its stdio is being released). pio.mu must be held.
+func (pio *processIO) exitedLocked() <-chan struct{} {
+	if pio.exited == nil {
+		pio.exited = make(chan struct{})
+	}
+	return pio.exited
 }
 
 // runcIO hands files straight to the runc command; runc passes its stdio
@@ -94,7 +112,17 @@ func newProcessIO(paths stdioPaths, ioUID, ioGID int) (_ *processIO, _ *runcIO, 
 	}()
 	rio := &runcIO{}
 
-	if paths.Stdout != "" {
+	if isBinaryURI(paths.Stdout) {
+		// As in the runc shim, a binary:// stdout takes both stdout and
+		// stderr, whatever stderr says.
+		l, out, errw, err := startBinaryLogger(paths)
+		if err != nil {
+			return nil, nil, err
+		}
+		pio.logger = l
+		rio.stdout, rio.stderr = out, errw
+		pio.outputs = append(pio.outputs, out, errw)
+	} else if paths.Stdout != "" {
 		if rio.stdout, err = openOutput(paths.Stdout); err != nil {
 			return nil, nil, fmt.Errorf("open stdout %s: %w", paths.Stdout, err)
 		}
@@ -106,6 +134,7 @@ func newProcessIO(paths stdioPaths, ioUID, ioGID int) (_ *processIO, _ *runcIO, 
 	}
 
 	switch {
+	case pio.logger != nil:
 	case paths.Stderr == paths.Stdout:
 		rio.stderr = rio.stdout
 	case paths.Stderr != "":
@@ -213,6 +242,12 @@ func (pio *processIO) closeStdin() {
 func (pio *processIO) closeOutputs() {
 	pio.mu.Lock()
 	defer pio.mu.Unlock()
+	pio.exitedLocked()
+	select {
+	case <-pio.exited:
+	default:
+		close(pio.exited)
+	}
 	for _, f := range pio.outputs {
 		f.Close()
 	}
@@ -248,6 +283,13 @@ func (pio *processIO) closeAll() {
 	if con != nil {
 		con.Close()
 	}
+	pio.mu.Lock()
+	l := pio.logger
+	pio.logger = nil
+	pio.mu.Unlock()
+	if l != nil {
+		l.stop()
+	}
 }
 
 func openStdinFifo(path string) (in, keeper io.ReadWriteCloser, err error) {
@@ -265,8 +307,8 @@ func openStdinFifo(path string) (in, keeper io.ReadWriteCloser, err error) {
 
 // openOutput opens a client's stdout/stderr target. Plain paths and fifo://
 // are FIFOs made by the client; file:// is a log file shared by stdout and
-// stderr (as in the runc shim). binary:// loggers need a process to run them,
-// which this runtime does not have.
+// stderr (as in the runc shim). binary:// loggers are started by
+// newProcessIO (startBinaryLogger), not opened here.
 func openOutput(p string) (*os.File, error) {
 	u, err := url.Parse(p)
 	if err != nil {
@@ -303,4 +345,120 @@ func fifoPath(p string) string {
 
 func openDevNull() (*os.File, error) {
 	return os.OpenFile(os.DevNull, os.O_RDWR, 0)
+}
+
+// binaryLogTermTimeout is how long a binary:// logger gets to flush and exit
+// after SIGTERM at delete, as the runc shim's binaryIOProcTermTimeout.
+const binaryLogTermTimeout = 12 * time.Second
+
+// binaryLogger is a binary:// logging process (containerd's
+// runtime/v2/logging protocol): it reads the container's stdout on fd 3 and
+// stderr on fd 4, and closes fd 5 once it is ready. containerd is its parent
+// and reaps it.
+type binaryLogger struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the logger exited and was reaped
+}
+
+func isBinaryURI(p string) bool {
+	u, err := url.Parse(p)
+	return err == nil && u.Scheme == "binary"
+}
+
+// startBinaryLogger starts the logger of paths.Stdout the way the runc
+// shim's NewBinaryIO does and returns the write ends of its stdout and stderr
+// pipes, for the container. The read ends live only in the logger, so it
+// sees EOF once the container's copies and ours (closeOutputs) are closed.
+func startBinaryLogger(paths stdioPaths) (_ *binaryLogger, stdout, stderr *os.File, err error) {
+	u, err := url.Parse(paths.Stdout)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("parse stdio uri: %w", err)
+	}
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("failed to create stdout pipes: %w", err)
+	}
+	files = append(files, outR, outW)
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("failed to create stderr pipes: %w", err)
+	}
+	files = append(files, errR, errW)
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	files = append(files, readyR, readyW)
+
+	// Same command line and environment as process.NewBinaryCmd.
+	var args []string
+	for k, vs := range u.Query() {
+		args = append(args, k)
+		if len(vs) > 0 {
+			args = append(args, vs[0])
+		}
+	}
+	cmd := exec.Command(u.Path, args...)
+	cmd.Env = []string{
+		"CONTAINER_ID=" + paths.procID,
+		"CONTAINER_NAMESPACE=" + paths.namespace,
+	}
+	cmd.ExtraFiles = []*os.File{outR, errR, readyW}
+	// Its own process group: a signal meant for containerd's group must
+	// not take the logger down.
+	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, fmt.Errorf("failed to start binary process: %w", err)
+	}
+	l := &binaryLogger{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(l.done)
+	}()
+	readyW.Close()
+	outR.Close()
+	errR.Close()
+	files = []*os.File{readyR}
+
+	// Wait until the logger is ready (it closes fd 5, or exits).
+	b := make([]byte, 1)
+	if _, err := readyR.Read(b); err != nil && err != io.EOF {
+		l.kill()
+		outW.Close()
+		errW.Close()
+		return nil, nil, nil, fmt.Errorf("failed to read from logging binary: %w", err)
+	}
+	return l, outW, errW, nil
+}
+
+// stop ends the logger like the runc shim does at delete: SIGTERM, a bounded
+// wait for it to flush and exit, then SIGKILL. Its pipes' write ends must be
+// closed before, so that it has seen EOF.
+func (l *binaryLogger) stop() {
+	select {
+	case <-l.done:
+		return
+	default:
+	}
+	if err := l.cmd.Process.Signal(unix.SIGTERM); err != nil {
+		l.kill()
+		return
+	}
+	select {
+	case <-l.done:
+	case <-time.After(binaryLogTermTimeout):
+		log.L.WithField("pid", l.cmd.Process.Pid).Warn("embed: binary logger did not exit after SIGTERM, killing it")
+		l.kill()
+	}
+}
+
+func (l *binaryLogger) kill() {
+	l.cmd.Process.Kill()
+	<-l.done
 }

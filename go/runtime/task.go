@@ -10,13 +10,17 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/containerd/cgroups/v3/cgroup1"
+	cgroupsv2 "github.com/containerd/cgroups/v3/cgroup2"
 	eventstypes "github.com/containerd/containerd/api/events"
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/protobuf/types"
 	rt "github.com/containerd/containerd/runtime"
 	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/embedshim/embedshim/go/exitmon"
 )
@@ -92,7 +96,39 @@ func (t *Task) Kill(ctx context.Context, signal uint32, all bool) error {
 		err := t.runc.Kill(ctx, t.id, int(signal), &runc.KillOpts{All: true})
 		return checkKillError(err)
 	}
-	return t.init.signal(signal)
+	if err := t.init.signal(signal); err != nil {
+		return err
+	}
+	if signal == uint32(unix.SIGKILL) {
+		// As runc kill does: on cgroup v1 a SIGKILL does nothing to a
+		// frozen process until it is thawed, so thaw a paused container.
+		switch t.init.getStatus() {
+		case statusPaused, statusPausing:
+			t.thaw(ctx)
+		}
+	}
+	return nil
+}
+
+// thaw unfreezes the container's cgroup without changing the task's status:
+// the exit that follows sets it.
+func (t *Task) thaw(ctx context.Context) {
+	cg, err := t.cgroup()
+	if err == nil {
+		switch cg := cg.(type) {
+		case cgroup1.Cgroup:
+			err = cg.Thaw()
+		case *cgroupsv2.Manager:
+			err = cg.Thaw()
+		default:
+			err = fmt.Errorf("unsupported cgroup type %T", cg)
+		}
+	}
+	if err != nil {
+		if rerr := t.runc.Resume(ctx, t.id); rerr != nil {
+			log.G(ctx).WithError(rerr).WithField("id", t.id).Warn("embed: thaw after SIGKILL of a paused container")
+		}
+	}
 }
 
 // checkKillError maps runc kill failures the way the runc shim does, so that
@@ -120,13 +156,13 @@ func (t *Task) Pause(ctx context.Context) error {
 	case statusRunning:
 	case statusCreated:
 		p.mu.Unlock()
-		return fmt.Errorf("cannot pause task in created state: %w", errdefs.ErrFailedPrecondition)
+		return errors.New("cannot pause task in created state")
 	case statusPaused, statusPausing:
 		p.mu.Unlock()
-		return fmt.Errorf("cannot pause a paused container: %w", errdefs.ErrFailedPrecondition)
+		return errors.New("cannot pause a paused container")
 	default:
 		p.mu.Unlock()
-		return fmt.Errorf("cannot pause a stopped container: %w", errdefs.ErrFailedPrecondition)
+		return errors.New("cannot pause a stopped container")
 	}
 	p.status = statusPausing
 	p.mu.Unlock()
@@ -143,8 +179,14 @@ func (t *Task) Pause(ctx context.Context) error {
 
 // Resume thaws the container.
 func (t *Task) Resume(ctx context.Context) error {
-	if s := t.init.getStatus(); s != statusPaused {
-		return fmt.Errorf("cannot resume a %s container: %w", s, errdefs.ErrFailedPrecondition)
+	switch t.init.getStatus() {
+	case statusPaused:
+	case statusCreated:
+		return errors.New("cannot resume task in created state")
+	case statusRunning, statusPausing:
+		return errors.New("cannot resume a running process")
+	default:
+		return errors.New("cannot resume a stopped container")
 	}
 	if err := t.runc.Resume(ctx, t.id); err != nil {
 		return runtimeError(t.runc, err, "OCI runtime resume failed")
@@ -206,7 +248,7 @@ func (t *Task) CloseIO(context.Context) error {
 func (t *Task) Update(ctx context.Context, resources *types.Any, _ map[string]string) error {
 	switch t.init.getStatus() {
 	case statusStopped, statusDeleted:
-		return fmt.Errorf("cannot update a stopped container: %w", errdefs.ErrFailedPrecondition)
+		return errors.New("cannot update a stopped container")
 	}
 	var r specs.LinuxResources
 	if err := json.Unmarshal(resources.GetValue(), &r); err != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -137,7 +138,7 @@ func TestRunCV2Exitclock(t *testing.T) {
 		t.Fatalf("new container: %v", err)
 	}
 	defer ctr.Delete(ctx, containerd.WithSnapshotCleanup)
-	var stdout bytes.Buffer
+	var stdout lockedBuffer
 	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &stdout, &stdout)))
 	if err != nil {
 		t.Fatalf("new task: %v", err)
@@ -152,6 +153,11 @@ func TestRunCV2Exitclock(t *testing.T) {
 	}
 	st := <-exitCh
 	t1 := monotonicNs(t)
+	// The shim's copy loop may still be moving the output: deleting now
+	// would cancel it, so wait for the line first.
+	for i := 0; i < 500 && !strings.Contains(stdout.String(), "\n"); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if _, err := task.Delete(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -174,4 +180,23 @@ func monotonicNs(t *testing.T) int64 {
 		t.Fatal(err)
 	}
 	return ts.Nano()
+}
+
+// lockedBuffer is a bytes.Buffer safe for the client's copy goroutine and
+// the test reading it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -1,0 +1,135 @@
+//go:build linux
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/oci"
+
+	"github.com/embedshim/embedshim/tests/integration/harness"
+)
+
+// A full tracking map gives a clear error at create time and leaves nothing
+// behind; deleting a task makes room again. (embed only: runc.v2 has no such
+// limit.)
+func TestCapacity(t *testing.T) {
+	d := harness.StartDaemon(t, harness.Options{
+		Embed:       harness.EmbedConfigure,
+		EmbedConfig: "capacity = 3",
+		LeakProbes:  map[string]func(*harness.Daemon) ([]string, error){"bpf": bpfEntries},
+	})
+	ctx, cancel := context.WithTimeout(d.Context(), 3*time.Minute)
+	defer cancel()
+	e := &env{t: t, d: d, ctx: ctx, img: d.ImportTestImage(ctx)}
+	rsKeepLog(t, e)
+	rt := harness.EmbedPluginID
+	// Warm up (daemon-wide lasting state), then snapshot for leaks.
+	e.runToExit(t, rt, []string{"true"})
+	check := d.LeakCheck(t)
+	t.Cleanup(check)
+
+	var tasks []containerd.Task
+	for i := 0; i < 3; i++ {
+		c := e.rsContainer(t, rt, "cap", oci.WithProcessArgs("sleep", "3600"))
+		tasks = append(tasks, e.rsStartTask(t, c, nil))
+	}
+	// Let the inits exec sleep: the leak check compares process command
+	// lines, and runc-init turning into sleep is no leak.
+	for _, task := range tasks {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", task.Pid()))
+			if strings.TrimSpace(string(b)) == "sleep" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("init %d is %q, not sleep", task.Pid(), b)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	entries, err := bpfEntries(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("BPF entries with 3 tasks: %d", len(entries))
+
+	// The fourth task does not fit. Its snapshot (client-side) is removed
+	// with its container; nothing of the runtime may stay.
+	c4 := e.rsContainer(t, rt, "cap4", oci.WithProcessArgs("sleep", "3600"))
+	inner := d.LeakCheck(t)
+	_, err = c4.NewTask(ctx, cio.NullIO)
+	if err == nil {
+		t.Fatalf("4th task created with capacity 3")
+	}
+	if !strings.Contains(err.Error(), "tracking capacity 3 reached") {
+		t.Errorf("4th task: error %q does not say \"tracking capacity 3 reached\"", err)
+	}
+	t.Logf("4th task: %v", err)
+	inner() // no bundle, mount, runc state, process or BPF entry left
+
+	// An exec does not fit either, and says so.
+	c0, err := tasks[0].Spec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pspec := *c0.Process
+	pspec.Args = []string{"sleep", "3600"}
+	inner = d.LeakCheck(t)
+	if p, err := tasks[0].Exec(ctx, "over", &pspec, cio.NullIO); err != nil {
+		t.Errorf("exec add: %v", err)
+	} else if err := p.Start(ctx); err == nil {
+		t.Errorf("exec started with capacity 3 used up")
+		p.Kill(ctx, syscall.SIGKILL)
+		if ch, err := p.Wait(ctx); err == nil {
+			<-ch
+		}
+		p.Delete(ctx)
+	} else {
+		if !strings.Contains(err.Error(), "tracking capacity 3 reached") {
+			t.Errorf("exec over capacity: error %q does not say \"tracking capacity 3 reached\"", err)
+		}
+		t.Logf("exec over capacity: %v", err)
+		if _, err := p.Delete(ctx); err != nil {
+			t.Logf("delete of the failed exec: %v", err)
+		}
+	}
+	inner()
+
+	// Deleting one task makes room.
+	ch, err := tasks[0].Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tasks[0].Kill(ctx, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-ch
+	if _, err := tasks[0].Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t4 := e.rsStartTask(t, c4, nil)
+	if st, err := t4.Status(ctx); err != nil || st.Status != containerd.Running {
+		t.Errorf("task created after a delete: %v %v", st.Status, err)
+	}
+	// And after a restart the limit (and the count) is the same.
+	if err := d.Restart(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if e.img, err = d.Client().GetImage(ctx, e.img.Name()); err != nil {
+		t.Fatal(err)
+	}
+	c5 := e.rsContainer(t, rt, "cap5", oci.WithProcessArgs("sleep", "3600"))
+	if _, err := c5.NewTask(ctx, cio.NullIO); err == nil || !strings.Contains(err.Error(), "tracking capacity 3 reached") {
+		t.Errorf("task over capacity after restart: %v", err)
+	}
+}

@@ -1,0 +1,189 @@
+//go:build linux
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/containers"
+	"github.com/containerd/containerd/oci"
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/embedshim/embedshim/tests/integration/harness"
+)
+
+// failedCreate is what a client sees of a task create that must fail.
+type failedCreate struct {
+	Create string // errdefs class of NewTask's error (or of Start's)
+	Named  bool   // the error names the cause
+	Events []string
+}
+
+// createMustFail creates (and, if that works, starts) the container's task
+// and reports the error, whether it contains cause, and the events.
+func (e *env) createMustFail(t *testing.T, c containerd.Container, cause string) failedCreate {
+	t.Helper()
+	ev := e.recordEvents(t, c.ID())
+	var f failedCreate
+	task, err := c.NewTask(e.ctx, cio.NullIO)
+	if err == nil {
+		ch, _ := task.Wait(e.ctx)
+		if err = task.Start(e.ctx); err == nil {
+			t.Errorf("task started")
+			e.exitWithin(t, ch)
+		}
+		task.Delete(e.ctx, containerd.WithProcessKill)
+		f.Create = "start:" + errClass(err)
+	} else {
+		f.Create = "create:" + errClass(err)
+	}
+	t.Logf("error: %v", err)
+	f.Named = err != nil && strings.Contains(err.Error(), cause)
+	if !f.Named {
+		t.Errorf("error does not name %q: %v", cause, err)
+	}
+	f.Events = ev.Events(200 * time.Millisecond)
+	if n := countTopic(f.Events, "/tasks/exit"); n != 0 && strings.HasPrefix(f.Create, "create:") {
+		t.Errorf("/tasks/exit published for a task whose create failed: %v", f.Events)
+	}
+	return f
+}
+
+// Bad input gives a clear error of the same class as runc.v2's, no exit
+// event, and leaves nothing behind (the env's leak check).
+func TestParityTaskBadInput(t *testing.T) {
+	e := newEnv(t)
+
+	// The longest id containerd accepts, with every separator it allows.
+	t.Run("long-id", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			id := newID(rt, "a.b_c-d")
+			id += "-" + strings.Repeat("x", 76-len(id)-1)
+			c := e.containerID(t, rt, id, nil, oci.WithProcessArgs("sh", "-c", "echo hi; exit 4"))
+			var out syncBuffer
+			task := e.newTask(t, c, &out)
+			ch, _ := task.Wait(e.ctx)
+			if err := task.Start(e.ctx); err != nil {
+				t.Fatalf("start: %v", err)
+			}
+			code := e.exitWithin(t, ch)
+			if _, err := task.Delete(e.ctx); err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			return fmt.Sprintf("len=%d code=%d out=%q", len(id), code, out.String())
+		})
+	})
+
+	t.Run("duplicate-task", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			c := e.container(t, rt, "dup", oci.WithProcessArgs("sleep", "3600"))
+			ev := e.recordEvents(t, c.ID())
+			task, ch := e.startTask(t, c)
+			_, err := c.NewTask(e.ctx, cio.NullIO)
+			obs := []string{"second-create:" + errClass(err), "first:" + status(t, e.ctx, task)}
+			task.Kill(e.ctx, syscall.SIGKILL)
+			obs = append(obs, fmt.Sprintf("exited:%d", e.exitWithin(t, ch)))
+			if _, err := task.Delete(e.ctx); err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			evs := ev.Events(200 * time.Millisecond)
+			checkOneExitPerProcess(t, evs)
+			return append(obs, evs...)
+		})
+	})
+
+	t.Run("relative-cwd", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			c := e.container(t, rt, "relcwd", oci.WithProcessArgs("true"), oci.WithProcessCwd("relative/dir"))
+			return e.createMustFail(t, c, "absolute")
+		})
+	})
+
+	t.Run("bad-rlimit", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			c := e.container(t, rt, "rlimit", oci.WithProcessArgs("true"),
+				func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+					s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{Type: "RLIMIT_BOGUS", Hard: 1, Soft: 1})
+					return nil
+				})
+			return e.createMustFail(t, c, "RLIMIT_BOGUS")
+		})
+	})
+
+	t.Run("missing-binary", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			c := e.container(t, rt, "nobin", oci.WithProcessArgs("/no/such/binary", "arg"))
+			return e.createMustFail(t, c, "/no/such/binary")
+		})
+	})
+
+	t.Run("missing-runc", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			c := e.containerWith(t, rt, "norunc", []containerd.NewContainerOpts{
+				containerd.WithRuntime(rt, &runcoptions.Options{BinaryName: "/no/such/runc"}),
+			}, oci.WithProcessArgs("true"))
+			return e.createMustFail(t, c, "/no/such/runc")
+		})
+	})
+
+	// Runtime options of a type no runc runtime takes. runc.v2's shim
+	// asserts the type and dies on it (its error names nothing); embed
+	// must name the type. Only the failure is compared.
+	t.Run("bad-options-type", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			c := e.containerWith(t, rt, "badopts", []containerd.NewContainerOpts{
+				containerd.WithRuntime(rt, &runcoptions.CheckpointOptions{Exit: true}),
+			}, oci.WithProcessArgs("true"))
+			ev := e.recordEvents(t, c.ID())
+			_, err := c.NewTask(e.ctx, cio.NullIO)
+			t.Logf("error: %v", err)
+			if err == nil {
+				t.Fatalf("task created with options of a wrong type")
+			}
+			if rt == harness.EmbedPluginID {
+				if !strings.Contains(err.Error(), "CheckpointOptions") {
+					t.Errorf("error does not name the options type: %v", err)
+				}
+				if errClass(err) != "InvalidArgument" {
+					t.Errorf("error class %s, want InvalidArgument: %v", errClass(err), err)
+				}
+			}
+			evs := ev.Events(200 * time.Millisecond)
+			return append([]string{"create:failed"}, evs...)
+		})
+	})
+
+	// criu cannot checkpoint on this machine (or is missing): only the
+	// clarity of embed's error is checked; runc.v2 must fail too.
+	t.Run("checkpoint", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			c := e.container(t, rt, "ckpt", oci.WithProcessArgs("sleep", "3600"))
+			task, ch := e.startTask(t, c)
+			_, err := task.Checkpoint(e.ctx)
+			t.Logf("checkpoint error: %v", err)
+			if err == nil {
+				t.Errorf("checkpoint succeeded")
+			} else if rt == harness.EmbedPluginID {
+				msg := err.Error()
+				if !strings.Contains(msg, "criu") && !strings.Contains(msg, "checkpoint") {
+					t.Errorf("checkpoint error is not clear: %v", err)
+				}
+			}
+			obs := []string{"checkpoint:failed", "after:" + status(t, e.ctx, task)}
+			task.Kill(e.ctx, syscall.SIGKILL)
+			obs = append(obs, fmt.Sprintf("exited:%d", e.exitWithin(t, ch)))
+			if _, err := task.Delete(e.ctx); err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			return obs
+		})
+	})
+}

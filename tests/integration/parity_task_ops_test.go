@@ -1,0 +1,275 @@
+//go:build linux
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	cgstats "github.com/containerd/cgroups/v3/cgroup1/stats"
+	containerd "github.com/containerd/containerd"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/oci"
+	"github.com/containerd/typeurl/v2"
+	"github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Operations on a running task: kill --all, pids, pause/resume, update,
+// metrics, and an init that dies while an exec lives.
+func TestParityTaskOps(t *testing.T) {
+	e := newEnv(t)
+
+	t.Run("kill-all", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			c := e.container(t, rt, "killall", oci.WithProcessArgs("sleep", "3600"))
+			ev := e.recordEvents(t, c.ID())
+			task, ch := e.startTask(t, c)
+			p, pch := e.exec(t, c, task, "ex1", nil, "sleep", "3600")
+			var obs []string
+			obs = append(obs, "killall:"+errClass(task.Kill(e.ctx, syscall.SIGKILL, containerd.WithKillAll)))
+			obs = append(obs, fmt.Sprintf("exec:%d", e.exitWithin(t, pch)))
+			obs = append(obs, fmt.Sprintf("init:%d", e.exitWithin(t, ch)))
+			obs = append(obs, "exec:"+status(t, e.ctx, p), "init:"+status(t, e.ctx, task))
+			if _, err := p.Delete(e.ctx); err != nil {
+				t.Fatalf("delete exec: %v", err)
+			}
+			st, err := task.Delete(e.ctx)
+			if err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			obs = append(obs, fmt.Sprintf("delete:%d", st.ExitCode()))
+			evs := ev.Events(200 * time.Millisecond)
+			checkOneExitPerProcess(t, evs)
+			return append(obs, evs...)
+		})
+	})
+
+	// The init dies (SIGKILL) while an exec runs: the kernel kills the exec
+	// with the pid namespace, and the init only becomes a zombie once the
+	// exec's zombie is reaped (by the host's pid 1 for embed, lazily).
+	// Delete must still succeed.
+	t.Run("init-dies-exec-lives", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			c := e.container(t, rt, "initdies", oci.WithProcessArgs("sleep", "3600"))
+			ev := e.recordEvents(t, c.ID())
+			task, ch := e.startTask(t, c)
+			p, pch := e.exec(t, c, task, "ex1", nil, "sleep", "3600")
+			var obs []string
+			obs = append(obs, "kill:"+errClass(task.Kill(e.ctx, syscall.SIGKILL)))
+			obs = append(obs, fmt.Sprintf("exec:%d", e.exitWithin(t, pch)))
+			obs = append(obs, fmt.Sprintf("init:%d", e.exitWithin(t, ch)))
+			st, err := task.Delete(e.ctx)
+			obs = append(obs, "delete-with-exec:"+errClass(err))
+			if err == nil {
+				obs = append(obs, fmt.Sprintf("delete:%d", st.ExitCode()))
+			} else {
+				if _, err := p.Delete(e.ctx); err != nil {
+					t.Fatalf("delete exec: %v", err)
+				}
+				st, err := task.Delete(e.ctx)
+				if err != nil {
+					t.Fatalf("delete: %v", err)
+				}
+				obs = append(obs, fmt.Sprintf("delete:%d", st.ExitCode()))
+			}
+			evs := ev.Events(200 * time.Millisecond)
+			checkOneExitPerProcess(t, evs)
+			return append(obs, evs...)
+		})
+	})
+
+	t.Run("pids", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			c := e.container(t, rt, "pids", oci.WithProcessArgs("sleep", "3600"))
+			task, ch := e.startTask(t, c)
+			_, pch := e.exec(t, c, task, "ex1", nil, "sleep", "3600")
+			ps, err := task.Pids(e.ctx)
+			if err != nil {
+				t.Fatalf("pids: %v", err)
+			}
+			var infos []string
+			hasInit := false
+			for _, pi := range ps {
+				if pi.Pid == task.Pid() {
+					hasInit = true
+				}
+				if pi.Pid == 0 {
+					t.Errorf("pid 0 in %v", ps)
+				}
+				if pi.Info == nil {
+					infos = append(infos, "-")
+					continue
+				}
+				v, err := typeurl.UnmarshalAny(pi.Info)
+				if err != nil {
+					infos = append(infos, "undecodable:"+pi.Info.GetTypeUrl())
+					continue
+				}
+				d, ok := v.(*runcoptions.ProcessDetails)
+				if !ok {
+					infos = append(infos, fmt.Sprintf("%T", v))
+					continue
+				}
+				infos = append(infos, "exec="+d.ExecID)
+			}
+			sort.Strings(infos)
+			task.Kill(e.ctx, syscall.SIGKILL, containerd.WithKillAll)
+			e.exitWithin(t, pch)
+			e.exitWithin(t, ch)
+			return fmt.Sprintf("n=%d init=%v infos=%v", len(ps), hasInit, infos)
+		})
+	})
+
+	t.Run("pause-resume", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			c := e.container(t, rt, "pause", oci.WithProcessArgs("sh", "-c",
+				"i=0; while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.02; done"))
+			ev := e.recordEvents(t, c.ID())
+			task, ch := e.startTask(t, c)
+			pid := task.Pid()
+			waitFile(t, pid, "/tmp/c", 5*time.Second)
+			// Raw content: the shell may be frozen between truncating and
+			// writing the file, so empty is a valid value.
+			counter := func() string {
+				b, err := os.ReadFile(fmt.Sprintf("/proc/%d/root/tmp/c", pid))
+				if err != nil {
+					t.Fatalf("read counter: %v", err)
+				}
+				return string(b)
+			}
+			var obs []string
+			obs = append(obs, "resume-running:"+errClass(task.Resume(e.ctx)))
+			obs = append(obs, "pause:"+errClass(task.Pause(e.ctx)))
+			obs = append(obs, status(t, e.ctx, task))
+			obs = append(obs, "pause-paused:"+errClass(task.Pause(e.ctx)))
+			a := counter()
+			time.Sleep(300 * time.Millisecond)
+			b := counter()
+			obs = append(obs, fmt.Sprintf("progress-while-paused:%v", a != b))
+			obs = append(obs, "resume:"+errClass(task.Resume(e.ctx)))
+			obs = append(obs, status(t, e.ctx, task))
+			deadline := time.Now().Add(5 * time.Second)
+			for counter() == b && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			obs = append(obs, fmt.Sprintf("progress-after-resume:%v", counter() != b))
+			// A paused task killed: the exit comes and the cgroup is thawed.
+			obs = append(obs, "pause2:"+errClass(task.Pause(e.ctx)))
+			obs = append(obs, "kill:"+errClass(task.Kill(e.ctx, syscall.SIGKILL)))
+			obs = append(obs, fmt.Sprintf("exited:%d", e.exitWithin(t, ch)))
+			obs = append(obs, status(t, e.ctx, task))
+			obs = append(obs, "pause-stopped:"+errClass(task.Pause(e.ctx)))
+			obs = append(obs, "resume-stopped:"+errClass(task.Resume(e.ctx)))
+			st, err := task.Delete(e.ctx)
+			if err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			obs = append(obs, fmt.Sprintf("delete:%d", st.ExitCode()))
+			evs := ev.Events(200 * time.Millisecond)
+			checkOneExitPerProcess(t, evs)
+			return append(obs, evs...)
+		})
+	})
+
+	t.Run("update-memory", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			// The cgroup v1 hierarchies, read-only, as runc mounts them.
+			c := e.container(t, rt, "update", oci.WithProcessArgs("sleep", "3600"),
+				oci.WithMounts([]specs.Mount{{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup",
+					Options: []string{"ro", "nosuid", "noexec", "nodev"}}}))
+			task, ch := e.startTask(t, c)
+			const limit = 64 << 20
+			read := func(id string) string {
+				code, out := e.execOutput(t, c, task, id, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+				return fmt.Sprintf("%d:%s", code, strings.TrimSpace(out))
+			}
+			before := read("r1")
+			var obs []string
+			l := int64(limit)
+			obs = append(obs, "update:"+errClass(task.Update(e.ctx, containerd.WithResources(&specs.LinuxResources{
+				Memory: &specs.LinuxMemory{Limit: &l},
+			}))))
+			after := read("r2")
+			obs = append(obs, "inside:"+after, fmt.Sprintf("changed:%v", before != after))
+			m, err := task.Metrics(e.ctx)
+			if err != nil {
+				t.Fatalf("metrics: %v", err)
+			}
+			v, err := typeurl.UnmarshalAny(m.Data)
+			if err != nil {
+				t.Fatalf("decode metrics %s: %v", m.Data.GetTypeUrl(), err)
+			}
+			if mm, ok := v.(*cgstats.Metrics); ok && mm.Memory != nil && mm.Memory.Usage != nil {
+				obs = append(obs, fmt.Sprintf("metrics-limit:%d", mm.Memory.Usage.Limit))
+			} else {
+				obs = append(obs, fmt.Sprintf("metrics:%T", v))
+			}
+			// A bad update: runc rejects a limit below usage or invalid.
+			bad := int64(-5)
+			obs = append(obs, "update-bad:"+errClass(task.Update(e.ctx, containerd.WithResources(&specs.LinuxResources{
+				Memory: &specs.LinuxMemory{Limit: &l, Swap: &bad},
+			}))))
+			task.Kill(e.ctx, syscall.SIGKILL)
+			e.exitWithin(t, ch)
+			obs = append(obs, "update-stopped:"+errClass(task.Update(e.ctx, containerd.WithResources(&specs.LinuxResources{
+				Memory: &specs.LinuxMemory{Limit: &l},
+			}))))
+			return obs
+		})
+	})
+
+	t.Run("stats", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			c := e.container(t, rt, "stats", oci.WithProcessArgs("sleep", "3600"))
+			task, ch := e.startTask(t, c)
+			m, err := task.Metrics(e.ctx)
+			if err != nil {
+				t.Fatalf("metrics: %v", err)
+			}
+			obs := []string{"type=" + m.Data.GetTypeUrl(), fmt.Sprintf("id-match=%v", m.ID == c.ID())}
+			v, err := typeurl.UnmarshalAny(m.Data)
+			if err != nil {
+				t.Fatalf("decode metrics %s: %v", m.Data.GetTypeUrl(), err)
+			}
+			mm, ok := v.(*cgstats.Metrics)
+			if !ok {
+				return append(obs, fmt.Sprintf("go-type=%T", v))
+			}
+			obs = append(obs, fmt.Sprintf("mem-usage>0=%v", mm.Memory != nil && mm.Memory.Usage != nil && mm.Memory.Usage.Usage > 0))
+			obs = append(obs, fmt.Sprintf("pids>=1=%v", mm.Pids != nil && mm.Pids.Current >= 1))
+			obs = append(obs, fmt.Sprintf("cpu-usage>0=%v", mm.CPU != nil && mm.CPU.Usage != nil && mm.CPU.Usage.Total > 0))
+			obs = append(obs, "present="+presentFields(mm))
+			task.Kill(e.ctx, syscall.SIGKILL)
+			e.exitWithin(t, ch)
+			// Metrics of a stopped (not deleted) task.
+			_, err = task.Metrics(e.ctx)
+			obs = append(obs, "metrics-stopped:"+errClass(err))
+			return obs
+		})
+	})
+}
+
+// presentFields lists the non-nil pointer/slice fields of a struct.
+func presentFields(v any) string {
+	rv := reflect.ValueOf(v).Elem()
+	var out []string
+	for i := 0; i < rv.NumField(); i++ {
+		f := rv.Field(i)
+		if !rv.Type().Field(i).IsExported() {
+			continue
+		}
+		switch f.Kind() {
+		case reflect.Ptr, reflect.Slice, reflect.Map:
+			if !f.IsNil() {
+				out = append(out, rv.Type().Field(i).Name)
+			}
+		}
+	}
+	return strings.Join(out, ",")
+}
