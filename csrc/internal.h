@@ -48,6 +48,11 @@ struct es_monitor {
 int es_err(char *err, size_t errlen, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* Take over the entries of older layout versions' pins under pin_dir
+ * (see migrate.c); returns how many versions were migrated. */
+int es_migrate_older(struct es_monitor *m, const char *pin_dir, char *err,
+		     size_t errlen);
+
 /* Is this kernel (release string, BTF file) able to run the monitor? */
 int es_check_kernel(const char *release, const char *btf_path, char *err,
 		    size_t errlen);

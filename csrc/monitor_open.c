@@ -381,6 +381,9 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 	if (rc < 0)
 		goto cleanup;
 	m->capacity = max_reg < max_ex ? max_reg : max_ex;
+	rc = es_migrate_older(m, pin_dir, err, errlen);
+	if (rc < 0)
+		goto cleanup;
 
 	m->epfd = epoll_create1(EPOLL_CLOEXEC);
 	m->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

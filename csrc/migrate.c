@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Upgrades: a new binary finds pins of an older layout version, with the
+ * registrations of processes that still run and the records of those that
+ * exited while no monitor was open. Where the old maps have the layout of
+ * today's (same key and value sizes), their entries are moved into the new
+ * maps and the old program detached; anything else is left alone, never
+ * misread.
+ *
+ * Order matters: registrations first, so that from then on the new program
+ * records those processes' exits too; then the records; then the old link is
+ * unpinned (the old program stops); then the records once more, for exits the
+ * old program wrote in between.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+
+#include "internal.h"
+
+/* Copy every entry of map from_fd into to_fd; -ENOSPC if it does not fit. */
+static int copy_entries(int from_fd, int to_fd, size_t value_size)
+{
+	struct es_key key, next;
+	unsigned char value[64];
+	void *prev = NULL;
+
+	if (value_size > sizeof(value))
+		return -EINVAL;
+	while (bpf_map_get_next_key(from_fd, prev, &next) == 0) {
+		if (bpf_map_lookup_elem(from_fd, &next, value) == 0 &&
+		    bpf_map_update_elem(to_fd, &next, value, BPF_NOEXIST) < 0 &&
+		    errno != EEXIST)
+			return errno == E2BIG ? -ENOSPC : -errno;
+		key = next;
+		prev = &key;
+	}
+	return 0;
+}
+
+static int open_compatible(const char *path, uint32_t value_size)
+{
+	struct bpf_map_info info = {};
+	uint32_t len = sizeof(info);
+	int fd = bpf_obj_get(path);
+
+	if (fd < 0)
+		return -errno;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0 ||
+	    info.key_size != sizeof(struct es_key) ||
+	    info.value_size != value_size) {
+		close(fd);
+		return -EPROTO;
+	}
+	return fd;
+}
+
+/* Move one old version's entries; 1 if migrated, 0 if left alone. */
+static int migrate_version(struct es_monitor *m, const char *vdir, char *err,
+			   size_t errlen)
+{
+	char reg[PATH_MAX + 32], ex[PATH_MAX + 32], path[PATH_MAX + 256];
+	int reg_fd, ex_fd, rc;
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(reg, sizeof(reg), "%s/registrations", vdir);
+	snprintf(ex, sizeof(ex), "%s/exits", vdir);
+	reg_fd = open_compatible(reg, sizeof(struct es_reg));
+	ex_fd = open_compatible(ex, sizeof(struct es_exit));
+	rc = 0;
+	if (reg_fd < 0 || ex_fd < 0)
+		goto out; /* another layout: not ours to read */
+
+	rc = copy_entries(reg_fd, m->reg_fd, sizeof(struct es_reg));
+	if (!rc)
+		rc = copy_entries(ex_fd, m->exits_fd, sizeof(struct es_exit));
+	if (rc) {
+		es_err(err, errlen, rc,
+		       "cannot take over the records of %s: %s (tracking "
+		       "capacity %u)",
+		       vdir, strerror(-rc), m->capacity);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/link", vdir);
+	unlink(path);
+	rc = copy_entries(ex_fd, m->exits_fd, sizeof(struct es_exit));
+	if (rc) {
+		es_err(err, errlen, rc,
+		       "cannot take over the records of %s: %s", vdir,
+		       strerror(-rc));
+		goto out;
+	}
+	/* Everything is in the new maps: drop the old pins. */
+	d = opendir(vdir);
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", vdir, e->d_name);
+		unlink(path);
+	}
+	if (d)
+		closedir(d);
+	rmdir(vdir);
+	rc = 1;
+out:
+	if (reg_fd >= 0)
+		close(reg_fd);
+	if (ex_fd >= 0)
+		close(ex_fd);
+	return rc;
+}
+
+int es_migrate_older(struct es_monitor *m, const char *pin_dir, char *err,
+		     size_t errlen)
+{
+	char vdir[PATH_MAX];
+	int v, rc, moved = 0;
+
+	for (v = 1; v < ES_LAYOUT_VERSION; v++) {
+		snprintf(vdir, sizeof(vdir), "%s/v%d", pin_dir, v);
+		if (access(vdir, F_OK) != 0)
+			continue;
+		rc = migrate_version(m, vdir, err, errlen);
+		if (rc < 0)
+			return rc;
+		moved += rc;
+	}
+	return moved;
+}
