@@ -322,7 +322,7 @@ func TestParityExecTTY(t *testing.T) {
 	bothRuntimes(t, e, func(t *testing.T, rt string) any {
 		e := e.boundedEnv(t, subtestTimeout)
 		c, task := e.sleeperTask(t, rt)
-		var out ttyBuffer
+		var out lockedBuffer
 		inR, inW := io.Pipe()
 		defer inW.Close()
 		ps := e.execSpec(t, c, true, "sh", "-c", "test -t 0 && test -t 1 && echo tty; read x; stty size; exit 7")
@@ -395,26 +395,8 @@ func (d *byteDigest) String() string {
 	return fmt.Sprintf("%d bytes sha256 %x", d.n, d.h.Sum(nil))
 }
 
-// ttyBuffer is a bytes.Buffer safe for cio's copy goroutine and the test.
-type ttyBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *ttyBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *ttyBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // waitForOutput waits until b contains s.
-func waitForOutput(t *testing.T, b *ttyBuffer, s string) {
+func waitForOutput(t *testing.T, b *lockedBuffer, s string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(b.String(), s) {

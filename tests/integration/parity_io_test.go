@@ -141,7 +141,7 @@ func TestParityIOTTYResize(t *testing.T) {
 		e := e.boundedEnv(t, subtestTimeout)
 		c := e.container(t, rt, "tty", oci.WithTTY, oci.WithProcessArgs("sh", "-c",
 			"test -t 0 && test -t 1 && test -t 2 && echo tty; read x; echo got $x; stty size; exit 6"))
-		var out ttyBuffer
+		var out lockedBuffer
 		inR, inW := io.Pipe()
 		defer inW.Close()
 		task, err := c.NewTask(e.ctx, cio.NewCreator(cio.WithStreams(inR, &out, nil), cio.WithTerminal))

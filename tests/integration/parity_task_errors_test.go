@@ -68,7 +68,7 @@ func TestParityTaskBadInput(t *testing.T) {
 			id := newID(rt, "a.b_c-d")
 			id += "-" + strings.Repeat("x", 76-len(id)-1)
 			c := e.containerID(t, rt, id, nil, oci.WithProcessArgs("sh", "-c", "echo hi; exit 4"))
-			var out syncBuffer
+			var out lockedBuffer
 			task := e.newTask(t, c, &out)
 			ch, _ := task.Wait(e.ctx)
 			if err := task.Start(e.ctx); err != nil {

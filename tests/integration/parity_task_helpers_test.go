@@ -3,14 +3,12 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -91,26 +89,8 @@ func (e *env) containerID(t *testing.T, rt, id string, copts []containerd.NewCon
 	return c
 }
 
-// syncBuffer is a bytes.Buffer safe for the cio copy goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // newTask creates the container's task with its output in out (may be nil).
-func (e *env) newTask(t *testing.T, c containerd.Container, out *syncBuffer) containerd.Task {
+func (e *env) newTask(t *testing.T, c containerd.Container, out *lockedBuffer) containerd.Task {
 	t.Helper()
 	creator := cio.NullIO
 	if out != nil {
@@ -138,7 +118,7 @@ func (e *env) startTask(t *testing.T, c containerd.Container) (containerd.Task, 
 }
 
 // exec starts args as exec id in task and returns it with its exit channel.
-func (e *env) exec(t *testing.T, c containerd.Container, task containerd.Task, id string, out *syncBuffer, args ...string) (containerd.Process, <-chan containerd.ExitStatus) {
+func (e *env) exec(t *testing.T, c containerd.Container, task containerd.Task, id string, out *lockedBuffer, args ...string) (containerd.Process, <-chan containerd.ExitStatus) {
 	t.Helper()
 	spec, err := c.Spec(e.ctx)
 	if err != nil {
@@ -167,7 +147,7 @@ func (e *env) exec(t *testing.T, c containerd.Container, task containerd.Task, i
 // execOutput runs args as an exec to its end and returns code and output.
 func (e *env) execOutput(t *testing.T, c containerd.Container, task containerd.Task, id string, args ...string) (uint32, string) {
 	t.Helper()
-	var out syncBuffer
+	var out lockedBuffer
 	p, ch := e.exec(t, c, task, id, &out, args...)
 	code := e.exitWithin(t, ch)
 	if _, err := p.Delete(e.ctx); err != nil {

@@ -248,3 +248,22 @@ func describeEvent(env *events.Envelope, containerID string) (string, bool) {
 func bpfEntries(d *harness.Daemon) ([]string, error) {
 	return countPinnedEntries(d.PinDir)
 }
+
+// lockedBuffer is a bytes.Buffer safe for the client's copy goroutine and
+// the test reading it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

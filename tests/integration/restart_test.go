@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -31,24 +30,6 @@ import (
 // orderly shutdown) while containers of both runtimes run, things happen to
 // them while it is down, and after the restart a client must see on embed
 // what it sees on runc.v2.
-
-// rsBuffer is a goroutine-safe stdout sink.
-type rsBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *rsBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *rsBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // rsContainer creates a container on rt with the current client; unlike
 // env.container its clean-up uses the client current at the end of the test
@@ -286,7 +267,7 @@ type rsDowntimeSet struct {
 	ids               map[string]string
 	execPid           uint32 // C's exec "x"
 	pids              map[string]uint32
-	eOut              *rsBuffer
+	eOut              *lockedBuffer
 	eTask             containerd.Task // E, created with the old client (for its IO)
 	stoppedAt, upAt   time.Time
 	downtimeExitsSeen map[string]string
@@ -329,7 +310,7 @@ func TestRestartSIGKILL(t *testing.T) {
 	rsKeepLog(t, e)
 	sets := map[string]*rsDowntimeSet{}
 	for _, rt := range runtimes {
-		s := &rsDowntimeSet{rt: rt, ids: map[string]string{}, pids: map[string]uint32{}, eOut: &rsBuffer{}}
+		s := &rsDowntimeSet{rt: rt, ids: map[string]string{}, pids: map[string]uint32{}, eOut: &lockedBuffer{}}
 		sets[rt] = s
 		start := func(name string, creator cio.Creator, args ...string) (containerd.Container, containerd.Task) {
 			c := e.rsContainer(t, rt, "restart-"+name, oci.WithProcessArgs(args...))
@@ -661,13 +642,13 @@ func TestRestartSIGTERM(t *testing.T) {
 	rsKeepLog(t, e)
 	type set struct {
 		ids           map[string]string
-		eOut          *rsBuffer
+		eOut          *lockedBuffer
 		eTask         containerd.Task
 		eBefore, xPid int
 	}
 	sets := map[string]*set{}
 	for _, rt := range runtimes {
-		s := &set{ids: map[string]string{}, eOut: &rsBuffer{}}
+		s := &set{ids: map[string]string{}, eOut: &lockedBuffer{}}
 		sets[rt] = s
 		a := e.rsContainer(t, rt, "term-A", oci.WithProcessArgs("sleep", "3600"))
 		e.rsStartTask(t, a, nil)
