@@ -39,6 +39,7 @@ func (m *TaskManager) restore(ctx context.Context) error {
 		return err
 	}
 	var pending []pendingExit
+	var live []*Task
 	for _, nsd := range nsDirs {
 		if !nsd.IsDir() || strings.HasPrefix(nsd.Name(), ".") {
 			continue
@@ -71,7 +72,7 @@ func (m *TaskManager) restore(ctx context.Context) error {
 			}
 			switch t.init.getStatus() {
 			case statusRunning, statusPaused:
-				m.watchOOM(t)
+				live = append(live, t)
 			}
 			pending = append(pending, exits...)
 		}
@@ -91,7 +92,25 @@ func (m *TaskManager) restore(ctx context.Context) error {
 
 	m.reconcile(ctx)
 	m.cleanupWorkDirs(ctx)
+	go m.watchOOMRestored(live)
 	return nil
+}
+
+// watchOOMRestored watches the cgroups of the restored running tasks off the
+// restore path: loading a cgroup and arming its eventfd is most of a task's
+// restore cost, and the daemon should answer as soon as the tasks are back.
+// An OOM in the moments before its watch is armed has no event (as an OOM
+// while containerd was down has none).
+func (m *TaskManager) watchOOMRestored(ts []*Task) {
+	for _, t := range ts {
+		// Under t.mu: a Delete (which sets deleted, then unwatches)
+		// either came first and this skips, or waits for the watch.
+		t.mu.Lock()
+		if !t.deleted {
+			m.watchOOM(t)
+		}
+		t.mu.Unlock()
+	}
 }
 
 // cleanupWorkDirs removes the per-task work dirs (<plugin root>/<ns>/<id>)
