@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -262,55 +261,36 @@ func main() {
 }
 `
 
-var binaryLogger struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// buildBinaryLogger builds binaryLoggerSrc once per test binary, with this
-// repository's go.mod and go.sum (offline: the module cache has containerd).
+// buildBinaryLogger builds binaryLoggerSrc into the test's temp dir (removed
+// with it), with this repository's go.mod and go.sum (offline: the module
+// cache has containerd).
 func buildBinaryLogger(t *testing.T) string {
 	t.Helper()
-	binaryLogger.once.Do(func() {
-		repo, err := harness.RepoRoot()
-		if err != nil {
-			binaryLogger.err = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "es-binlogger-")
-		if err != nil {
-			binaryLogger.err = err
-			return
-		}
-		mod, err := os.ReadFile(filepath.Join(repo, "go.mod"))
-		if err != nil {
-			binaryLogger.err = err
-			return
-		}
-		lines := strings.SplitN(string(mod), "\n", 2)
-		mod = []byte("module binlogger\n" + lines[1])
-		sum, _ := os.ReadFile(filepath.Join(repo, "go.sum"))
-		for name, b := range map[string][]byte{"go.mod": mod, "go.sum": sum, "main.go": []byte(binaryLoggerSrc)} {
-			if err := os.WriteFile(filepath.Join(dir, name), b, 0644); err != nil {
-				binaryLogger.err = err
-				return
-			}
-		}
-		bin := filepath.Join(dir, "binlogger")
-		cmd := exec.Command("go", "build", "-o", bin, ".")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binaryLogger.err = fmt.Errorf("go build binary logger: %v\n%s", err, out)
-			return
-		}
-		binaryLogger.path = bin
-	})
-	if binaryLogger.err != nil {
-		t.Fatal(binaryLogger.err)
+	repo, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return binaryLogger.path
+	dir := t.TempDir()
+	mod, err := os.ReadFile(filepath.Join(repo, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitN(string(mod), "\n", 2)
+	mod = []byte("module binlogger\n" + lines[1])
+	sum, _ := os.ReadFile(filepath.Join(repo, "go.sum"))
+	for name, b := range map[string][]byte{"go.mod": mod, "go.sum": sum, "main.go": []byte(binaryLoggerSrc)} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "binlogger")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build binary logger: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // binary:// log URI: a logging binary started by the runtime receives the
