@@ -14,9 +14,11 @@ import (
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/errdefs"
+	runtimeoptions "github.com/containerd/containerd/pkg/runtimeoptions/v1"
 	"github.com/containerd/containerd/runtime/linux/runctypes"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/typeurl/v2"
+	"github.com/pelletier/go-toml"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,17 +61,15 @@ func resolveRuncConfig(cfg *Config, ns string, runtimeOpts, taskOpts typeurl.Any
 		}
 		switch o := v.(type) {
 		case *runcoptions.Options:
-			if o.BinaryName != "" {
-				rc.Binary = o.BinaryName
+			rc.applyRuncV2(o)
+		case *runtimeoptions.Options:
+			// CRI sends a runtime_type it does not know (ours) its
+			// options section as TOML; the keys are runc.v2's.
+			ro, err := decodeCRIOptions(o)
+			if err != nil {
+				return nil, err
 			}
-			if o.Root != "" {
-				rc.Root = o.Root
-			}
-			rc.SystemdCgroup = rc.SystemdCgroup || o.SystemdCgroup
-			rc.NoPivotRoot = o.NoPivotRoot
-			rc.NoNewKeyring = o.NoNewKeyring
-			rc.IoUID, rc.IoGID = int(o.IoUid), int(o.IoGid)
-			rc.CriuWorkPath, rc.CriuImagePath = o.CriuWorkPath, o.CriuImagePath
+			rc.applyRuncV2(ro)
 		case *runctypes.RuncOptions:
 			if o.Runtime != "" {
 				rc.Binary = o.Runtime
@@ -89,6 +89,46 @@ func resolveRuncConfig(cfg *Config, ns string, runtimeOpts, taskOpts typeurl.Any
 	}
 	rc.Root = filepath.Join(rc.Root, ns)
 	return rc, nil
+}
+
+func (rc *runcConfig) applyRuncV2(o *runcoptions.Options) {
+	if o.BinaryName != "" {
+		rc.Binary = o.BinaryName
+	}
+	if o.Root != "" {
+		rc.Root = o.Root
+	}
+	rc.SystemdCgroup = rc.SystemdCgroup || o.SystemdCgroup
+	rc.NoPivotRoot = o.NoPivotRoot
+	rc.NoNewKeyring = o.NoNewKeyring
+	rc.IoUID, rc.IoGID = int(o.IoUid), int(o.IoGid)
+	rc.CriuWorkPath, rc.CriuImagePath = o.CriuWorkPath, o.CriuImagePath
+}
+
+// decodeCRIOptions reads the runc.v2 options out of CRI's generic runtime
+// options: the TOML of the runtime's options section (ConfigBody), or the
+// file it names (ConfigPath), decoded as CRI decodes runc.v2's own.
+func decodeCRIOptions(o *runtimeoptions.Options) (*runcoptions.Options, error) {
+	body := o.ConfigBody
+	if o.ConfigPath != "" {
+		b, err := os.ReadFile(o.ConfigPath)
+		if err != nil {
+			return nil, fmt.Errorf("embed: CRI runtime options config_path: %v: %w", err, errdefs.ErrInvalidArgument)
+		}
+		body = b
+	}
+	ro := &runcoptions.Options{}
+	if len(body) == 0 {
+		return ro, nil
+	}
+	tree, err := toml.LoadBytes(body)
+	if err == nil {
+		err = tree.Unmarshal(ro)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("embed: CRI runtime options (TOML) %q: %v: %w", body, err, errdefs.ErrInvalidArgument)
+	}
+	return ro, nil
 }
 
 // newRunc builds the go-runc client for a task. PdeathSignal makes a runc

@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/oci"
+	runtimeoptions "github.com/containerd/containerd/pkg/runtimeoptions/v1"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/embedshim/embedshim/tests/integration/harness"
@@ -132,6 +133,18 @@ func TestParityTaskBadInput(t *testing.T) {
 			}, oci.WithProcessArgs("true"))
 			return e.createMustFail(t, c, "/no/such/runc")
 		})
+	})
+
+	// What CRI sends for runtime_type = io.containerd.runtime.v1.embed: its
+	// generic runtimeoptions with the options section as TOML. Embed only
+	// (runc.v2 gets runc options from CRI); the binary must reach runc.
+	t.Run("cri-options-embed", func(t *testing.T) {
+		c := e.containerWith(t, harness.EmbedPluginID, "crinorunc", []containerd.NewContainerOpts{
+			containerd.WithRuntime(harness.EmbedPluginID, &runtimeoptions.Options{
+				ConfigBody: []byte("BinaryName = \"/no/such/cri-runc\"\nSystemdCgroup = false\n"),
+			}),
+		}, oci.WithProcessArgs("true"))
+		e.createMustFail(t, c, "/no/such/cri-runc")
 	})
 
 	// Runtime options of a type no runc runtime takes. runc.v2's shim
