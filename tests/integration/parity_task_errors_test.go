@@ -63,6 +63,28 @@ func (e *env) createMustFail(t *testing.T, c containerd.Container, cause string)
 func TestParityTaskBadInput(t *testing.T) {
 	e := newEnv(t)
 
+	// Ids containerd does not accept never reach a runtime: the error
+	// names the id and is InvalidArgument on both.
+	t.Run("invalid-id", func(t *testing.T) {
+		both(t, e, func(t *testing.T, rt string) any {
+			var got []string
+			for _, id := range []string{"bad/id", "-leading-dash", strings.Repeat("x", 77)} {
+				_, err := e.d.Client().NewContainer(e.ctx, id,
+					containerd.WithNewSnapshot(newID(rt, "snap"), e.img),
+					containerd.WithNewSpec(oci.WithImageConfig(e.img)),
+					containerd.WithRuntime(rt, nil))
+				if err == nil {
+					t.Fatalf("container %q created", id)
+				}
+				if !strings.Contains(err.Error(), id) {
+					t.Errorf("error does not name the id %q: %v", id, err)
+				}
+				got = append(got, errClass(err))
+			}
+			return got
+		})
+	})
+
 	// The longest id containerd accepts, with every separator it allows.
 	t.Run("long-id", func(t *testing.T) {
 		both(t, e, func(t *testing.T, rt string) any {
