@@ -39,7 +39,7 @@ func TestCapacity(t *testing.T) {
 
 	var tasks []containerd.Task
 	for i := 0; i < 3; i++ {
-		c := e.rsContainer(t, rt, "cap", oci.WithProcessArgs("sleep", "3600"))
+		c := e.container(t, rt, "cap", oci.WithProcessArgs("sleep", "3600"))
 		tasks = append(tasks, e.rsStartTask(t, c, nil))
 	}
 	// Let the inits exec sleep: the leak check compares process command
@@ -65,7 +65,7 @@ func TestCapacity(t *testing.T) {
 
 	// The fourth task does not fit. Its snapshot (client-side) is removed
 	// with its container; nothing of the runtime may stay.
-	c4 := e.rsContainer(t, rt, "cap4", oci.WithProcessArgs("sleep", "3600"))
+	c4 := e.container(t, rt, "cap4", oci.WithProcessArgs("sleep", "3600"))
 	inner := d.LeakCheck(t)
 	_, err = c4.NewTask(ctx, cio.NullIO)
 	if err == nil {
@@ -128,7 +128,7 @@ func TestCapacity(t *testing.T) {
 	if e.img, err = d.Client().GetImage(ctx, e.img.Name()); err != nil {
 		t.Fatal(err)
 	}
-	c5 := e.rsContainer(t, rt, "cap5", oci.WithProcessArgs("sleep", "3600"))
+	c5 := e.container(t, rt, "cap5", oci.WithProcessArgs("sleep", "3600"))
 	if _, err := c5.NewTask(ctx, cio.NullIO); err == nil || !strings.Contains(err.Error(), "tracking capacity 3 reached") {
 		t.Errorf("task over capacity after restart: %v", err)
 	}

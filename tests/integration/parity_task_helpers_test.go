@@ -78,9 +78,19 @@ func (e *env) containerID(t *testing.T, rt, id string, copts []containerd.NewCon
 	if err != nil {
 		t.Fatalf("new container %s: %v", id, err)
 	}
+	// Clean-up goes through the client current at the end of the test:
+	// the daemon may have been restarted since, closing this one.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(e.d.Context(), 30*time.Second)
 		defer cancel()
+		cl := e.d.Client()
+		if cl == nil {
+			return
+		}
+		c, err := cl.LoadContainer(ctx, id)
+		if err != nil {
+			return
+		}
 		if task, err := c.Task(ctx, nil); err == nil {
 			task.Delete(ctx, containerd.WithProcessKill)
 		}

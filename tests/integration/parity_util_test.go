@@ -96,24 +96,7 @@ func newID(rt, name string) string {
 // deleted (with its task) when the test ends.
 func (e *env) container(t *testing.T, rt, name string, opts ...oci.SpecOpts) containerd.Container {
 	t.Helper()
-	id := newID(rt, name)
-	specOpts := append([]oci.SpecOpts{oci.WithImageConfig(e.img)}, opts...)
-	c, err := e.d.Client().NewContainer(e.ctx, id,
-		containerd.WithNewSnapshot(id+"-snap", e.img),
-		containerd.WithNewSpec(specOpts...),
-		containerd.WithRuntime(rt, nil))
-	if err != nil {
-		t.Fatalf("new container %s: %v", id, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(e.d.Context(), 30*time.Second)
-		defer cancel()
-		if task, err := c.Task(ctx, nil); err == nil {
-			task.Delete(ctx, containerd.WithProcessKill)
-		}
-		c.Delete(ctx, containerd.WithSnapshotCleanup)
-	})
-	return c
+	return e.containerWith(t, rt, name, nil, opts...)
 }
 
 // outcome is what a client sees of a process that ran to its end.

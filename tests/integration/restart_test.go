@@ -31,39 +31,6 @@ import (
 // them while it is down, and after the restart a client must see on embed
 // what it sees on runc.v2.
 
-// rsContainer creates a container on rt with the current client; unlike
-// env.container its clean-up uses the client current at the end of the test
-// (the daemon may have been restarted since, closing the old one).
-func (e *env) rsContainer(t *testing.T, rt, name string, opts ...oci.SpecOpts) containerd.Container {
-	t.Helper()
-	id := newID(rt, name)
-	specOpts := append([]oci.SpecOpts{oci.WithImageConfig(e.img)}, opts...)
-	c, err := e.d.Client().NewContainer(e.ctx, id,
-		containerd.WithNewSnapshot(id+"-snap", e.img),
-		containerd.WithNewSpec(specOpts...),
-		containerd.WithRuntime(rt, nil))
-	if err != nil {
-		t.Fatalf("new container %s: %v", id, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(e.d.Context(), 30*time.Second)
-		defer cancel()
-		cl := e.d.Client()
-		if cl == nil {
-			return
-		}
-		c, err := cl.LoadContainer(ctx, id)
-		if err != nil {
-			return
-		}
-		if task, err := c.Task(ctx, nil); err == nil {
-			task.Delete(ctx, containerd.WithProcessKill)
-		}
-		c.Delete(ctx, containerd.WithSnapshotCleanup)
-	})
-	return c
-}
-
 // rsStartTask creates and starts the task of c; io nil means no stdio.
 func (e *env) rsStartTask(t *testing.T, c containerd.Container, creator cio.Creator) containerd.Task {
 	t.Helper()
@@ -313,7 +280,7 @@ func TestRestartSIGKILL(t *testing.T) {
 		s := &rsDowntimeSet{rt: rt, ids: map[string]string{}, pids: map[string]uint32{}, eOut: &lockedBuffer{}}
 		sets[rt] = s
 		start := func(name string, creator cio.Creator, args ...string) (containerd.Container, containerd.Task) {
-			c := e.rsContainer(t, rt, "restart-"+name, oci.WithProcessArgs(args...))
+			c := e.container(t, rt, "restart-"+name, oci.WithProcessArgs(args...))
 			task := e.rsStartTask(t, c, creator)
 			s.ids[name] = c.ID()
 			s.pids[name] = task.Pid()
@@ -330,7 +297,7 @@ func TestRestartSIGKILL(t *testing.T) {
 	// D last, so that it exits while the daemon is down.
 	for _, rt := range runtimes {
 		s := sets[rt]
-		c := e.rsContainer(t, rt, "restart-D", oci.WithProcessArgs("sh", "-c", "sleep 2; exit 7"))
+		c := e.container(t, rt, "restart-D", oci.WithProcessArgs("sh", "-c", "sleep 2; exit 7"))
 		task := e.rsStartTask(t, c, nil)
 		s.ids["D"], s.pids["D"] = c.ID(), task.Pid()
 	}
@@ -650,14 +617,14 @@ func TestRestartSIGTERM(t *testing.T) {
 	for _, rt := range runtimes {
 		s := &set{ids: map[string]string{}, eOut: &lockedBuffer{}}
 		sets[rt] = s
-		a := e.rsContainer(t, rt, "term-A", oci.WithProcessArgs("sleep", "3600"))
+		a := e.container(t, rt, "term-A", oci.WithProcessArgs("sleep", "3600"))
 		e.rsStartTask(t, a, nil)
 		s.ids["A"] = a.ID()
-		c := e.rsContainer(t, rt, "term-C", oci.WithProcessArgs("sleep", "3600"))
+		c := e.container(t, rt, "term-C", oci.WithProcessArgs("sleep", "3600"))
 		ct := e.rsStartTask(t, c, nil)
 		s.ids["C"] = c.ID()
 		s.xPid = int(e.rsExec(t, c, ct, "x", "sleep", "3600").Pid())
-		ec := e.rsContainer(t, rt, "term-E", oci.WithProcessArgs("sh", "-c", "while true; do echo tick; sleep 0.2; done"))
+		ec := e.container(t, rt, "term-E", oci.WithProcessArgs("sh", "-c", "while true; do echo tick; sleep 0.2; done"))
 		s.eTask = e.rsStartTask(t, ec, cio.NewCreator(cio.WithStreams(nil, s.eOut, io.Discard)))
 		s.ids["E"] = ec.ID()
 	}
@@ -745,7 +712,7 @@ func TestRestartExecRecords(t *testing.T) {
 	}
 	sets := map[string]*set{}
 	for _, rt := range runtimes {
-		c := e.rsContainer(t, rt, "execrec", oci.WithProcessArgs("sleep", "3600"))
+		c := e.container(t, rt, "execrec", oci.WithProcessArgs("sleep", "3600"))
 		task := e.rsStartTask(t, c, nil)
 		s := &set{id: c.ID()}
 		sets[rt] = s
@@ -835,9 +802,9 @@ func TestRestartStaleRegistrations(t *testing.T) {
 	e := newEnv(t)
 	rsKeepLog(t, e)
 	rt := harness.EmbedPluginID
-	c := e.rsContainer(t, rt, "stale", oci.WithProcessArgs("sleep", "3600"))
+	c := e.container(t, rt, "stale", oci.WithProcessArgs("sleep", "3600"))
 	task := e.rsStartTask(t, c, nil)
-	keep := e.rsContainer(t, rt, "kept", oci.WithProcessArgs("sleep", "3600"))
+	keep := e.container(t, rt, "kept", oci.WithProcessArgs("sleep", "3600"))
 	e.rsStartTask(t, keep, nil)
 	entries, err := bpfEntries(e.d)
 	if err != nil {
