@@ -241,18 +241,7 @@ func both(t *testing.T, e *env, fn func(t *testing.T, rt string) any) {
 // fails one subtest instead of eating the whole test's context.
 func (e *env) exitWithin(t *testing.T, ch <-chan containerd.ExitStatus) uint32 {
 	t.Helper()
-	select {
-	case st := <-ch:
-		code, at, err := st.Result()
-		if err != nil {
-			t.Fatalf("exit: %v", err)
-		}
-		if at.IsZero() {
-			t.Errorf("exit time not set")
-		}
-		return code
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no exit within 20s")
-	}
-	return 0
+	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
+	defer cancel()
+	return exitBefore(t, ch, ctx, "no exit within 20s")
 }

@@ -138,6 +138,13 @@ func (e *env) startAndWait(t *testing.T, p containerd.Process) uint32 {
 
 func (e *env) exitCode(t *testing.T, ch <-chan containerd.ExitStatus) uint32 {
 	t.Helper()
+	return exitBefore(t, ch, e.ctx, "timed out waiting for exit")
+}
+
+// exitBefore returns the exit code from ch, failing if ctx ends first or the
+// exit has no time.
+func exitBefore(t *testing.T, ch <-chan containerd.ExitStatus, ctx context.Context, msg string) uint32 {
+	t.Helper()
 	select {
 	case st := <-ch:
 		code, at, err := st.Result()
@@ -148,8 +155,8 @@ func (e *env) exitCode(t *testing.T, ch <-chan containerd.ExitStatus) uint32 {
 			t.Errorf("exit time not set")
 		}
 		return code
-	case <-e.ctx.Done():
-		t.Fatalf("timed out waiting for exit")
+	case <-ctx.Done():
+		t.Fatal(msg)
 	}
 	return 0
 }

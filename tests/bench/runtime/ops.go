@@ -242,6 +242,26 @@ func waitInBackground(ch <-chan containerd.ExitStatus) <-chan waitResult {
 	return out
 }
 
+// collectExit takes a process's Wait result and its /tasks/exit event and
+// checks both carry the wanted status (what says which exit, for errors).
+func collectExit(id, what string, wr <-chan waitResult, evc <-chan exitEvent, ev *exitEvents, want uint32) (waitResult, exitEvent, error) {
+	w, ok := recvTimeout(wr, 60*time.Second)
+	if !ok {
+		return w, exitEvent{}, fmt.Errorf("%s: Wait did not return within 60s %s", id, what)
+	}
+	e, ok := recvTimeout(evc, 30*time.Second)
+	if !ok {
+		return w, e, fmt.Errorf("%s: no /tasks/exit event within 30s of the Wait result (subscription: %v)", id, ev.err)
+	}
+	if code, _, err := w.Status.Result(); err != nil || code != want {
+		return w, e, fmt.Errorf("%s: Wait %s: status %d (%v), want %d", id, what, code, err, want)
+	}
+	if e.Status != want {
+		return w, e, fmt.Errorf("%s: /tasks/exit %s: status %d, want %d", id, what, e.Status, want)
+	}
+	return w, e, nil
+}
+
 func recvTimeout[T any](ch <-chan T, d time.Duration) (T, bool) {
 	select {
 	case v := <-ch:
@@ -286,19 +306,9 @@ func (b *bench) killSample(ctx context.Context, rt rtInfo, ev *exitEvents) (s ex
 	if err := task.Kill(ctx, syscall.SIGKILL); err != nil {
 		return s, fmt.Errorf("%s: kill: %w", id, err)
 	}
-	w, ok := recvTimeout(wr, 60*time.Second)
-	if !ok {
-		return s, fmt.Errorf("%s: Wait did not return within 60s of SIGKILL", id)
-	}
-	e, ok := recvTimeout(evc, 30*time.Second)
-	if !ok {
-		return s, fmt.Errorf("%s: no /tasks/exit event within 30s of the Wait result (subscription: %v)", id, ev.err)
-	}
-	if code, _, err := w.Status.Result(); err != nil || code != 137 {
-		return s, fmt.Errorf("%s: Wait after SIGKILL: status %d (%v), want 137", id, code, err)
-	}
-	if e.Status != 137 {
-		return s, fmt.Errorf("%s: /tasks/exit after SIGKILL: status %d, want 137", id, e.Status)
+	w, e, err := collectExit(id, "after SIGKILL", wr, evc, ev, 137)
+	if err != nil {
+		return s, err
 	}
 	if _, err := task.Delete(ctx); err != nil {
 		return s, fmt.Errorf("%s: task delete: %w", id, err)
@@ -340,19 +350,9 @@ func (b *bench) naturalSample(ctx context.Context, rt rtInfo, ev *exitEvents) (s
 	if err := task.Start(ctx); err != nil {
 		return s, fmt.Errorf("%s: start: %w", id, err)
 	}
-	w, ok := recvTimeout(wr, 60*time.Second)
-	if !ok {
-		return s, fmt.Errorf("%s: Wait did not return within 60s", id)
-	}
-	e, ok := recvTimeout(evc, 30*time.Second)
-	if !ok {
-		return s, fmt.Errorf("%s: no /tasks/exit event within 30s of the Wait result (subscription: %v)", id, ev.err)
-	}
-	if code, _, err := w.Status.Result(); err != nil || code != 7 {
-		return s, fmt.Errorf("%s: Wait: status %d (%v), want 7", id, code, err)
-	}
-	if e.Status != 7 {
-		return s, fmt.Errorf("%s: /tasks/exit: status %d, want 7", id, e.Status)
+	w, e, err := collectExit(id, "of exitclock", wr, evc, ev, 7)
+	if err != nil {
+		return s, err
 	}
 	raw, err := os.ReadFile(file)
 	if err != nil {
