@@ -9,6 +9,11 @@ export CGO_ENABLED := 1
 # static_build: containerd then leaves out Go plugin loading, whose -rdynamic
 # link cannot take Debian's non-PIC libbpf.a (see mk/containerd.mk).
 GO_TAGS := urfave_cli_no_docs static_build
+# The Go modules: the core (this directory: go/exitmon, go/core), one per
+# daemon build, and the tests'.
+GO_MODULES := . cmd/embedshim-containerd cmd/embedshim-containerd-1.7 tests
+# The daemon builds the integration tests and benchmarks run against.
+TEST_DAEMONS := bin/embedshim-containerd bin/embedshim-containerd-1.7
 
 .PHONY: all deps core build test test-c test-go bench-core demo demo-core fmt lint clean
 
@@ -35,8 +40,17 @@ test-c: core
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
 	$(BUILD_DIR)/bench_core -n 200 -o _output/bench/core-smoke.json >/dev/null
 
+# Unit tests of every module, then the integration tests against each daemon
+# build. EMBEDSHIM_REQUIRE_ALL: a missing prerequisite fails, never skips.
 test-go: build
-	$(GO) test -tags "$(GO_TAGS)" -count=1 -timeout 25m ./go/... ./tests/...
+	$(GO) test -tags "$(GO_TAGS)" -count=1 -timeout 10m ./go/...
+	cd cmd/embedshim-containerd && $(GO) test -tags "$(GO_TAGS) no_btrfs" -count=1 ./...
+	cd cmd/embedshim-containerd-1.7 && $(GO) test -tags "$(GO_TAGS)" -count=1 ./...
+	@for d in $(TEST_DAEMONS); do \
+		echo "== integration tests against $$d"; \
+		(cd tests && EMBEDSHIM_REQUIRE_ALL=1 EMBEDSHIM_CONTAINERD=$(CURDIR)/$$d \
+			$(GO) test -tags "$(GO_TAGS)" -count=1 -timeout 25m ./integration/... ./image/...) || exit 1; \
+	done
 
 # Exit -> delivery latency of the core against waitpid, same run.
 bench-core: core
@@ -58,7 +72,7 @@ fmt:
 
 lint: core
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt: $$bad"; exit 1; fi
-	$(GO) vet -tags "$(GO_TAGS)" ./...
+	@for m in $(GO_MODULES); do (cd $$m && $(GO) vet -tags "$(GO_TAGS) no_btrfs" ./...) || exit 1; done
 	@if [ -f .clang-format ]; then clang-format --dry-run --Werror $$(git ls-files 'csrc/*.[ch]' 'csrc/**/*.h' 'bpf/*.[ch]' 'tests/c/*.[ch]' 'tests/bench/*.c'); fi
 
 clean:

@@ -15,11 +15,25 @@ rt=io.containerd.runtime.v1.embed
 img=docker.io/embedshim/test:latest
 daemon_pid=
 
+# The containerd 2.3 build (bin/embedshim-containerd) by default;
+# DEMO_DAEMON=embedshim-containerd-1.7 runs the same demo on containerd 1.7
+# (with its own ctr in bin/1.7).
+daemon=${DEMO_DAEMON:-embedshim-containerd}
+ctr_bin=$repo/bin/ctr
+shim_cfg="[plugins.\"io.containerd.shim.v1.manager\"]
+  socket_dir = \"$scratch/s\""
+cfg_version=3
+disabled='"io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images"'
+if [[ $daemon == *-1.7 ]]; then
+	ctr_bin=$repo/bin/1.7/ctr shim_cfg= cfg_version=2 disabled='"io.containerd.grpc.v1.cri"'
+	export PATH="$repo/bin/1.7:$PATH"
+fi
+
 cat >"$scratch/config.toml" <<TOML
-version = 2
+version = $cfg_version
 root = "$scratch/root"
 state = "$scratch/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = [$disabled]
 [grpc]
   address = "$sock"
 [ttrpc]
@@ -32,10 +46,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   disable = true
 [plugins."$rt"]
   pin_dir = "$scratch/bpf"
+$shim_cfg
 TOML
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-ctr() { "$repo/bin/ctr" --address "$sock" --namespace "$ns" "$@"; }
+# containerd 2.x warns on every call that cgroup v1 is deprecated: not news here.
+ctr() { "$ctr_bin" --address "$sock" --namespace "$ns" "$@" 2> >(grep -v 'support for cgroup v1 is deprecated' >&2); }
 # ctr tasks delete reports a non-zero exit code in a warning.
 exit_code() {
 	local out
@@ -44,7 +60,7 @@ exit_code() {
 }
 
 start_daemon() {
-	embedshim-containerd --config "$scratch/config.toml" >>"$scratch/daemon.log" 2>&1 &
+	"$daemon" --config "$scratch/config.toml" >>"$scratch/daemon.log" 2>&1 &
 	daemon_pid=$!
 	for _ in $(seq 100); do
 		ctr version >/dev/null 2>&1 && return 0

@@ -16,7 +16,9 @@ if ((${#missing[@]})); then
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Go modules, once.
-if ! go list -m all >/dev/null 2>&1; then
-	go mod download
-fi
+# Go modules of every module of the repository (the core, each daemon build,
+# the tests), once.
+repo=$(cd "$(dirname "$0")/.." && pwd)
+for m in . cmd/embedshim-containerd cmd/embedshim-containerd-1.7 tests; do
+	(cd "$repo/$m" && { go list -m all >/dev/null 2>&1 || go mod download; })
+done

@@ -16,15 +16,17 @@
 
 BENCH_GO      ?= $(if $(GO),$(GO),go)
 BENCH_TAGS    ?= $(GO_TAGS)
-BENCH_PKG     := ./tests/bench/runtime
+BENCH_PKG     := ./bench/runtime
+# The daemon measured (embed vs runc.v2 in it).
+BENCH_DAEMON  ?= bin/embedshim-containerd
 BENCH_TIMEOUT ?= 60m
 
 .PHONY: bench bench-smoke
 
 bench: containerd-bins test-image bench-core
-	EMBEDSHIM_BENCH=full $(BENCH_GO) test $(if $(BENCH_TAGS),-tags "$(BENCH_TAGS)") -count=1 \
+	cd tests && EMBEDSHIM_CONTAINERD=$(CURDIR)/$(BENCH_DAEMON) EMBEDSHIM_BENCH=full $(BENCH_GO) test $(if $(BENCH_TAGS),-tags "$(BENCH_TAGS)") -count=1 \
 		-timeout $(BENCH_TIMEOUT) -run TestRuntimeBench -v $(BENCH_PKG)
 
 bench-smoke: containerd-bins test-image
-	EMBEDSHIM_BENCH=smoke $(BENCH_GO) test $(if $(BENCH_TAGS),-tags "$(BENCH_TAGS)") -count=1 \
+	cd tests && EMBEDSHIM_CONTAINERD=$(CURDIR)/$(BENCH_DAEMON) EMBEDSHIM_BENCH=smoke $(BENCH_GO) test $(if $(BENCH_TAGS),-tags "$(BENCH_TAGS)") -count=1 \
 		-timeout 5m -run TestRuntimeBench -v $(BENCH_PKG)

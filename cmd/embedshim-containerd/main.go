@@ -15,39 +15,37 @@
    limitations under the License.
 */
 
-// Command embedshim-containerd is containerd v1.7's own daemon (same
-// command.App(), same builtin plugins: CRI, runc.v2, overlayfs, cgroups
-// monitor, ...) with the embedshim runtime v1 plugin
-// ("io.containerd.runtime.v1.embed") linked in.
+// Command embedshim-containerd is containerd v2.3's own daemon (same
+// command.App(), same builtin plugins: CRI, runc.v2 shims, snapshotters,
+// NRI, sandbox API, ...) with the embed runtime
+// ("io.containerd.runtime.v1.embed") linked in: the task runtime hands that
+// runtime name to the embed core and every other one to the shims.
 //
 // Version strings are set at link time by mk/containerd.mk:
 //
-//	-X github.com/containerd/containerd/version.Package=github.com/embedshim/embedshim
-//	-X github.com/containerd/containerd/version.Version=<version>-embedshim
-//	-X github.com/containerd/containerd/version.Revision=<git rev>
+//	-X github.com/containerd/containerd/v2/version.Package=github.com/embedshim/embedshim
+//	-X github.com/containerd/containerd/v2/version.Version=<version>-embedshim
+//	-X github.com/containerd/containerd/v2/version.Revision=<git rev>
 package main
 
 import (
 	"fmt"
 	"os"
 
-	"github.com/containerd/containerd/cmd/containerd/command"
-	"github.com/containerd/containerd/pkg/seed" //nolint:staticcheck // Global math/rand seed is deprecated, but still used by external dependencies
+	"github.com/containerd/containerd/v2/cmd/containerd/command"
 
-	// containerd's builtin plugins, exactly as cmd/containerd links them
-	// (linux builtins, CRI unless -tags no_cri, tracing, snapshotters...).
-	_ "github.com/containerd/containerd/cmd/containerd/builtins"
-	// EMBEDSHIM-PLUGIN: the integrator adds the embed runtime plugin here
-	// (it registers "io.containerd.runtime.v1.embed" in init()):
-	_ "github.com/embedshim/embedshim/go/runtime"
+	// containerd's builtin plugins, exactly as cmd/containerd links them.
+	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins"
+
+	// The embed runtime (its init registers io.containerd.runtime.v1.embed).
+	"github.com/embedshim/embedshim/cmd/embedshim-containerd/adapter"
 )
 
-func init() {
-	//nolint:staticcheck // Global math/rand seed is deprecated, but still used by external dependencies
-	seed.WithTimeAndRand()
-}
-
 func main() {
+	if err := adapter.Install(); err != nil {
+		fmt.Fprintf(os.Stderr, "embedshim-containerd: %s\n", err)
+		os.Exit(1)
+	}
 	app := command.App()
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "embedshim-containerd: %s\n", err)

@@ -149,15 +149,25 @@ func (e *env) execOutcome(t *testing.T, c containerd.Container, task containerd.
 // execLeftovers lists the daemon's processes that are neither the container's
 // init (sleep), a runc.v2 shim nor zombies: what an exec may have left
 // behind (an exec helper, runc, the exec'd process itself).
+//
+// An exit is reported from the exit tracepoint, when the process may still
+// be tearing itself down (state R in do_exit on a loaded machine): what is
+// left after a bounded settle is a leftover.
 func execLeftovers(d *harness.Daemon) []string {
-	var out []string
-	for _, p := range d.Processes() {
-		if p.State == "Z" || p.Comm == "sleep" || strings.HasPrefix(p.Comm, "containerd-shim") {
-			continue
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var out []string
+		for _, p := range d.Processes() {
+			if p.State == "Z" || p.Comm == "sleep" || strings.HasPrefix(p.Comm, "containerd-shim") {
+				continue
+			}
+			out = append(out, p.String())
 		}
-		out = append(out, p.String())
+		if len(out) == 0 || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return out
 }
 
 // instantExecStreams is how many exec loops run side by side.

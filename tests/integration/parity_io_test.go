@@ -262,8 +262,8 @@ func main() {
 `
 
 // buildBinaryLogger builds binaryLoggerSrc into the test's temp dir (removed
-// with it), with this repository's go.mod and go.sum (offline: the module
-// cache has containerd).
+// with it), with the tests module's go.mod and go.sum less its requirement of
+// this repository (offline: the module cache has containerd).
 func buildBinaryLogger(t *testing.T) string {
 	t.Helper()
 	repo, err := harness.RepoRoot()
@@ -271,13 +271,21 @@ func buildBinaryLogger(t *testing.T) string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	mod, err := os.ReadFile(filepath.Join(repo, "go.mod"))
+	raw, err := os.ReadFile(filepath.Join(repo, "tests", "go.mod"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.SplitN(string(mod), "\n", 2)
-	mod = []byte("module binlogger\n" + lines[1])
-	sum, _ := os.ReadFile(filepath.Join(repo, "go.sum"))
+	var mod []byte
+	for i, l := range strings.Split(string(raw), "\n") {
+		switch {
+		case i == 0:
+			l = "module binlogger"
+		case strings.Contains(l, "github.com/embedshim/embedshim"):
+			continue
+		}
+		mod = append(mod, l+"\n"...)
+	}
+	sum, _ := os.ReadFile(filepath.Join(repo, "tests", "go.sum"))
 	for name, b := range map[string][]byte{"go.mod": mod, "go.sum": sum, "main.go": []byte(binaryLoggerSrc)} {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			t.Fatal(err)

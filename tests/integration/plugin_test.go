@@ -66,8 +66,9 @@ func TestPluginConfigDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The section, and its keys up to the next section.
-	s := string(out)
+	// The section, and its keys up to the next section. containerd 2.x
+	// writes TOML strings in single quotes, 1.7 in double quotes.
+	s := strings.ReplaceAll(string(out), "'", `"`)
 	head := `[plugins."io.containerd.runtime.v1.embed"]`
 	i := strings.Index(s, head)
 	if i < 0 {

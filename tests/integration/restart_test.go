@@ -725,13 +725,18 @@ func TestRestartExecRecords(t *testing.T) {
 		if code := e.rsWaitCode(t, "exec z", zch); code != "9" {
 			t.Errorf("%s: exec z before restart: %s", shortName(rt), code)
 		}
-		s.nPid = e.rsExec(t, c, task, "n", "sh", "-c", "sleep 2; exit 5").Pid()
+		// n exits (5) only once the daemon is down: it waits for a file
+		// the test creates then, whatever the machine's load.
+		s.nPid = e.rsExec(t, c, task, "n", "sh", "-c", "while [ ! -e /tmp/go-n ]; do sleep 0.05; done; exit 5").Pid()
 	}
 	if err := e.d.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range sets {
 		rsKillPid(t, s.kPid)
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/root/tmp/go-n", s.nPid), nil, 0o644); err != nil {
+			t.Fatalf("let exec n exit: %v", err)
+		}
 		rsWaitExited(t, s.nPid, 15*time.Second)
 	}
 	if err := e.d.Restart(syscall.SIGKILL); err != nil {

@@ -283,7 +283,9 @@ func privateBinary(t *testing.T, repo string) (string, error) {
 		return "", err
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	dst := filepath.Join(dir, "embedshim-containerd")
+	// Same base name: the harness picks the ctr and shim of the daemon's
+	// containerd version by it.
+	dst := filepath.Join(dir, filepath.Base(src))
 	return dst, os.WriteFile(dst, raw, 0o755)
 }
 

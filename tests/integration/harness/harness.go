@@ -143,7 +143,7 @@ func RepoRoot() (string, error) {
 	}
 	for {
 		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(b, []byte("module github.com/embedshim/embedshim")) {
+		if err == nil && bytes.HasPrefix(b, []byte("module github.com/embedshim/embedshim\n")) {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
@@ -155,16 +155,23 @@ func RepoRoot() (string, error) {
 }
 
 // Requirements skips t unless running as root with bin/embedshim-containerd
-// (or $EMBEDSHIM_CONTAINERD), bin/containerd-shim-runc-v2 and runc present.
+// (or $EMBEDSHIM_CONTAINERD), the ctr and containerd-shim-runc-v2 of its
+// containerd version (ToolsDir) and runc present. Under `make test`
+// (EMBEDSHIM_REQUIRE_ALL=1) a missing prerequisite fails the test instead:
+// a skip must never pass for a test that ran.
 // It returns the repo root and the daemon binary.
 func Requirements(t testing.TB, binary string) (repo, bin string) {
 	t.Helper()
+	skip := t.Skipf
+	if os.Getenv("EMBEDSHIM_REQUIRE_ALL") == "1" {
+		skip = t.Fatalf
+	}
 	if os.Geteuid() != 0 {
-		t.Skip("integration tests need root (containerd, runc, mounts, bpf)")
+		skip("integration tests need root (containerd, runc, mounts, bpf)")
 	}
 	repo, err := RepoRoot()
 	if err != nil {
-		t.Skipf("integration tests: %v", err)
+		skip("integration tests: %v", err)
 	}
 	bin = binary
 	if bin == "" {
@@ -174,15 +181,45 @@ func Requirements(t testing.TB, binary string) (repo, bin string) {
 		bin = filepath.Join(repo, "bin", "embedshim-containerd")
 	}
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("%s missing: run `make containerd-bins` first (%v)", bin, err)
+		skip("%s missing: run `make containerd-bins` first (%v)", bin, err)
 	}
-	if _, err := os.Stat(filepath.Join(repo, "bin", "containerd-shim-runc-v2")); err != nil {
-		t.Skipf("bin/containerd-shim-runc-v2 missing: run `make containerd-bins` first")
+	for _, tool := range []string{"containerd-shim-runc-v2", "ctr"} {
+		if _, err := os.Stat(filepath.Join(ToolsDir(repo, bin), tool)); err != nil {
+			skip("%s missing: run `make containerd-bins` first", filepath.Join(ToolsDir(repo, bin), tool))
+		}
 	}
 	if _, err := exec.LookPath("runc"); err != nil {
-		t.Skipf("runc not in PATH")
+		skip("runc not in PATH")
 	}
 	return repo, bin
+}
+
+// dropDeprecationWarnings removes the warnings containerd 2.x's ctr prints on
+// every call on this host (cgroup v1 is deprecated): not what a test checks.
+func dropDeprecationWarnings(b []byte) []byte {
+	var out []byte
+	for _, l := range bytes.SplitAfter(b, []byte("\n")) {
+		if !bytes.Contains(l, []byte(`level=warning msg="DEPRECATION:`)) {
+			out = append(out, l...)
+		}
+	}
+	return out
+}
+
+// IsContainerd17 tells the containerd 1.7 build (bin/embedshim-containerd-1.7)
+// from the default containerd 2.x one, by name.
+func IsContainerd17(daemon string) bool {
+	return strings.HasSuffix(filepath.Base(daemon), "-1.7")
+}
+
+// ToolsDir is where the ctr and containerd-shim-runc-v2 built from the
+// daemon's own containerd version are: <repo>/bin for the default build
+// (containerd 2.3), <repo>/bin/1.7 for bin/embedshim-containerd-1.7.
+func ToolsDir(repo, daemon string) string {
+	if IsContainerd17(daemon) {
+		return filepath.Join(repo, "bin", "1.7")
+	}
+	return filepath.Join(repo, "bin")
 }
 
 // StartDaemon starts a private daemon and returns it serving, with a client
@@ -273,7 +310,8 @@ func BinaryHasEmbed(bin string) bool {
 		return v
 	}
 	out, err := exec.Command(bin, "config", "default").Output()
-	v := err == nil && bytes.Contains(out, []byte(`"`+EmbedPluginID+`"`))
+	// containerd 2.x quotes section names with ', 1.7 with ".
+	v := err == nil && (bytes.Contains(out, []byte(`"`+EmbedPluginID+`"`)) || bytes.Contains(out, []byte(`'`+EmbedPluginID+`'`)))
 	pluginKnown[bin] = v
 	return v
 }
@@ -288,9 +326,14 @@ func tomlString(s string) string { return fmt.Sprintf("%q", s) }
 
 func (d *Daemon) writeConfig() error {
 	var b strings.Builder
+	v1 := IsContainerd17(d.Binary)
 	disabled := append([]string{}, d.opts.DisabledPlugins...)
 	if !d.opts.EnableCRI {
 		disabled = append(disabled, "io.containerd.grpc.v1.cri")
+		if !v1 {
+			// containerd 2.x splits CRI into three plugins.
+			disabled = append(disabled, "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images")
+		}
 	}
 	switch d.opts.Embed {
 	case EmbedAuto:
@@ -300,7 +343,13 @@ func (d *Daemon) writeConfig() error {
 	case EmbedDisable:
 		disabled = append(disabled, EmbedPluginID)
 	}
-	fmt.Fprintf(&b, "version = 2\n")
+	// containerd 2.x reads version 3, 1.7 version 2; the sections used
+	// here have the same names in both.
+	if v1 {
+		fmt.Fprintf(&b, "version = 2\n")
+	} else {
+		fmt.Fprintf(&b, "version = 3\n")
+	}
 	fmt.Fprintf(&b, "root = %s\nstate = %s\n", tomlString(d.Root), tomlString(d.State))
 	var q []string
 	for _, p := range disabled {
@@ -314,6 +363,10 @@ func (d *Daemon) writeConfig() error {
 	// keep everything under the temp dir and away from host-wide sockets
 	fmt.Fprintf(&b, "[plugins.\"io.containerd.internal.v1.opt\"]\n  path = %s\n\n", tomlString(filepath.Join(d.Dir, "opt")))
 	fmt.Fprintf(&b, "[plugins.\"io.containerd.nri.v1.nri\"]\n  disable = true\n\n")
+	if !v1 {
+		// runc.v2 shim sockets (1.7 keeps them in /run/containerd/s).
+		fmt.Fprintf(&b, "[plugins.\"io.containerd.shim.v1.manager\"]\n  socket_dir = %s\n\n", tomlString(filepath.Join(d.Dir, "s")))
+	}
 	if d.embedCfg {
 		d.PinDir = d.opts.PinDir
 		if d.PinDir == "" {
@@ -348,7 +401,7 @@ func (d *Daemon) start() error {
 	cmd.Dir = d.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	env := os.Environ()
-	path := filepath.Join(d.Repo, "bin")
+	path := ToolsDir(d.Repo, d.Binary)
 	for i, e := range env {
 		if strings.HasPrefix(e, "PATH=") {
 			path += ":" + strings.TrimPrefix(e, "PATH=")
@@ -504,6 +557,20 @@ func (d *Daemon) Restart(sig syscall.Signal) error {
 	return d.start()
 }
 
+// SwitchBinary stops the daemon with sig and starts binary instead on the
+// same root, state, sockets and pin dir (a node switching containerd
+// builds); the config is rewritten in the new build's format.
+func (d *Daemon) SwitchBinary(binary string, sig syscall.Signal) error {
+	if err := d.stop(sig, 10*time.Second); err != nil {
+		return err
+	}
+	d.Binary = binary
+	if err := d.writeConfig(); err != nil {
+		return err
+	}
+	return d.start()
+}
+
 // Ctr runs bin/ctr against this daemon in d.Namespace and returns its
 // combined output.
 func (d *Daemon) Ctr(ctx context.Context, args ...string) (string, error) {
@@ -512,8 +579,11 @@ func (d *Daemon) Ctr(ctx context.Context, args ...string) (string, error) {
 		ns = n
 	}
 	all := append([]string{"--address", d.Address, "--namespace", ns}, args...)
-	cmd := exec.CommandContext(ctx, filepath.Join(d.Repo, "bin", "ctr"), all...)
-	out, err := cmd.CombinedOutput()
+	cmd := exec.CommandContext(ctx, filepath.Join(ToolsDir(d.Repo, d.Binary), "ctr"), all...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	out := append(stdout.Bytes(), dropDeprecationWarnings(stderr.Bytes())...)
 	if err != nil {
 		return string(out), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, out)
 	}

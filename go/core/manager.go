@@ -1,6 +1,6 @@
 //go:build linux
 
-package runtime
+package core
 
 import (
 	"context"
@@ -9,101 +9,87 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/containerd/containerd/containers"
-	"github.com/containerd/containerd/errdefs"
-	"github.com/containerd/containerd/events/exchange"
-	"github.com/containerd/containerd/identifiers"
-	"github.com/containerd/containerd/namespaces"
-	rt "github.com/containerd/containerd/runtime"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
 	"github.com/embedshim/embedshim/go/exitmon"
 )
 
-var _ rt.PlatformRuntime = (*TaskManager)(nil)
-
-// TaskManager is the embed runtime: containerd's tasks service calls it for
-// containers whose runtime is io.containerd.runtime.v1.embed.
-type TaskManager struct {
+// Manager is the embed runtime: containerd's tasks service calls it (through
+// the adapter) for containers whose runtime is io.containerd.runtime.v1.embed.
+type Manager struct {
 	root   string // <plugin root>: per-task work dirs
 	state  string // <plugin state>: per-task bundles
 	config *Config
 
-	containers containers.Store
-	pub        *publisher
-	monitor    *exitmon.Monitor
-	router     *exitRouter
-	tasks      *rt.NSMap[rt.Task]
+	pub      *publisher
+	monitor  *exitmon.Monitor
+	router   *exitRouter
+	tasks    *taskMap
+	mounter  Mounter
+	decoders Decoders
 
 	oomOnce sync.Once
 	oomw    *oomWatcher
 }
 
-type taskManagerOpts struct {
+type managerOpts struct {
 	root, state string
 	config      *Config
-	containers  containers.Store
-	events      *exchange.Exchange
+	events      Publisher
 	monitor     *exitmon.Monitor
+	mounter     Mounter
+	decoders    Decoders
 }
 
-func newTaskManager(_ context.Context, o taskManagerOpts) *TaskManager {
-	return &TaskManager{
-		root:       o.root,
-		state:      o.state,
-		config:     o.config,
-		containers: o.containers,
-		pub:        &publisher{events: o.events},
-		monitor:    o.monitor,
-		router:     newExitRouter(),
-		tasks:      rt.NewNSMap[rt.Task](),
+func newManager(o managerOpts) *Manager {
+	return &Manager{
+		root:     o.root,
+		state:    o.state,
+		config:   o.config,
+		pub:      &publisher{events: o.events},
+		monitor:  o.monitor,
+		router:   newExitRouter(),
+		tasks:    newTaskMap(),
+		mounter:  o.mounter,
+		decoders: o.decoders,
 	}
 }
 
 // ID is the name clients use for this runtime.
-func (m *TaskManager) ID() string { return pluginID }
+func (m *Manager) ID() string { return RuntimeName }
 
-// Get a task by id in the context's namespace.
-func (m *TaskManager) Get(ctx context.Context, id string) (rt.Task, error) {
-	return m.tasks.Get(ctx, id)
+// Get a task by namespace and id.
+func (m *Manager) Get(ns, id string) (*Task, error) {
+	return m.tasks.get(ns, id)
 }
 
-// Add a task (as runtime/v1/linux does; used by nobody in tree but kept for
-// parity).
-func (m *TaskManager) Add(ctx context.Context, t rt.Task) error {
-	return m.tasks.Add(ctx, t)
-}
-
-// Tasks lists the tasks of the context's namespace, or all if all is set.
-func (m *TaskManager) Tasks(ctx context.Context, all bool) ([]rt.Task, error) {
-	return m.tasks.GetAll(ctx, all)
+// Tasks lists the tasks of namespace ns, or of every namespace if all is set.
+func (m *Manager) Tasks(ns string, all bool) []*Task {
+	return m.tasks.list(ns, all)
 }
 
 // Create makes the bundle, mounts the rootfs and runs runc create; the init
 // is registered with the exit monitor while runc-init still waits on
 // exec.fifo, before any user code runs.
-func (m *TaskManager) Create(ctx context.Context, id string, opts rt.CreateOpts) (_ rt.Task, err error) {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := identifiers.Validate(id); err != nil {
+func (m *Manager) Create(ctx context.Context, ns, id string, opts CreateOpts) (_ *Task, err error) {
+	if err := validateID(id); err != nil {
 		return nil, fmt.Errorf("invalid task id: %w", err)
 	}
-	if _, err := m.tasks.Get(ctx, id); err == nil {
+	if _, err := m.tasks.get(ns, id); err == nil {
 		return nil, fmt.Errorf("task %s: %w", id, errdefs.ErrAlreadyExists)
 	}
 	ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{"id": id, "namespace": ns}))
 
-	rc, err := resolveRuncConfig(m.config, ns, opts.RuntimeOptions, opts.TaskOptions)
+	rc, err := ResolveRuncConfig(m.config, ns, m.decoders, opts.RuntimeOptions, opts.TaskOptions)
 	if err != nil {
 		return nil, err
 	}
 	if opts.Spec == nil {
 		return nil, fmt.Errorf("task %s has no spec: %w", id, errdefs.ErrInvalidArgument)
 	}
-	b, err := newBundle(id, filepath.Join(m.state, ns), filepath.Join(m.root, ns), opts.Spec.GetValue())
+	b, err := newBundle(id, filepath.Join(m.state, ns), filepath.Join(m.root, ns), opts.Spec)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +110,7 @@ func (m *TaskManager) Create(ctx context.Context, id string, opts rt.CreateOpts)
 	if err := t.create(ctx, opts); err != nil {
 		return nil, err
 	}
-	if err := m.tasks.Add(ctx, t); err != nil {
+	if err := m.tasks.add(ns, id, t); err != nil {
 		t.destroy(ctx)
 		return nil, err
 	}
@@ -136,17 +122,16 @@ func (m *TaskManager) Create(ctx context.Context, id string, opts rt.CreateOpts)
 }
 
 // Delete removes a stopped (or never started) task and returns its exit.
-func (m *TaskManager) Delete(ctx context.Context, id string) (*rt.Exit, error) {
-	task, err := m.tasks.Get(ctx, id)
+func (m *Manager) Delete(ctx context.Context, ns, id string) (*Exit, error) {
+	t, err := m.tasks.get(ns, id)
 	if err != nil {
 		return nil, err
 	}
-	t := task.(*Task)
 	exit, err := t.delete(ctx)
 	if err != nil {
 		return nil, err
 	}
-	m.tasks.Delete(ctx, id)
+	m.tasks.remove(ns, id)
 	return exit, nil
 }
 
@@ -155,7 +140,7 @@ func (m *TaskManager) Delete(ctx context.Context, id string) (*rt.Exit, error) {
 // so that an exit delivered right after Register always finds its owner.
 // The pidfd is taken first: while it refers to a live process the pid cannot
 // be reused, so the identity read next is that process's.
-func (m *TaskManager) attach(p *process, pid int) error {
+func (m *Manager) attach(p *process, pid int) error {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
@@ -211,7 +196,7 @@ func (m *TaskManager) attach(p *process, pid int) error {
 // detach forgets p in the monitor (registration and record) and closes its
 // pidfd. Called on delete only: until then the record is what a restarted
 // containerd reports.
-func (m *TaskManager) detach(p *process) {
+func (m *Manager) detach(p *process) {
 	k := p.key()
 	if k.Pid != 0 {
 		m.router.remove(k)

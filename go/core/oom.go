@@ -1,6 +1,6 @@
 //go:build linux
 
-package runtime
+package core
 
 import (
 	"sync"
@@ -8,7 +8,6 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	cgroupsv2 "github.com/containerd/cgroups/v3/cgroup2"
 	eventstypes "github.com/containerd/containerd/api/events"
-	rt "github.com/containerd/containerd/runtime"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 )
@@ -29,7 +28,7 @@ type oomItem struct {
 	cg cgroup1.Cgroup
 }
 
-func (m *TaskManager) oom() *oomWatcher {
+func (m *Manager) oom() *oomWatcher {
 	m.oomOnce.Do(func() {
 		m.oomw = &oomWatcher{epfd: -1, byFd: map[int]oomItem{}, byTask: map[*Task]func(){}}
 	})
@@ -37,7 +36,7 @@ func (m *TaskManager) oom() *oomWatcher {
 }
 
 // watchOOM starts watching the task's cgroup; errors only cost the events.
-func (m *TaskManager) watchOOM(t *Task) {
+func (m *Manager) watchOOM(t *Task) {
 	cg, err := t.cgroup()
 	if err != nil {
 		log.L.WithError(err).WithField("id", t.id).Debug("embed: no cgroup to watch for OOM")
@@ -54,7 +53,7 @@ func (m *TaskManager) watchOOM(t *Task) {
 	}
 }
 
-func (m *TaskManager) unwatchOOM(t *Task) {
+func (m *Manager) unwatchOOM(t *Task) {
 	w := m.oom()
 	w.mu.Lock()
 	stop := w.byTask[t]
@@ -124,7 +123,7 @@ func (w *oomWatcher) runV1(epfd int) {
 				continue
 			}
 			t := it.t
-			t.pub.publish(t.namespace, rt.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: t.id})
+			t.pub.publish(t.namespace, TopicOOM, &eventstypes.TaskOOM{ContainerID: t.id})
 		}
 	}
 }
@@ -148,7 +147,7 @@ func (w *oomWatcher) addV2(t *Task, cg *cgroupsv2.Manager) {
 				return
 			case ev := <-evc:
 				if ev.OOMKill > last {
-					t.pub.publish(t.namespace, rt.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: t.id})
+					t.pub.publish(t.namespace, TopicOOM, &eventstypes.TaskOOM{ContainerID: t.id})
 				}
 				if ev.OOMKill > 0 {
 					last = ev.OOMKill

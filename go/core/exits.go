@@ -1,6 +1,6 @@
 //go:build linux
 
-package runtime
+package core
 
 import (
 	"context"
@@ -8,11 +8,10 @@ import (
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
-	"github.com/containerd/containerd/protobuf"
-	rt "github.com/containerd/containerd/runtime"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/embedshim/embedshim/go/exitmon"
 )
@@ -100,7 +99,7 @@ func (r *exitRouter) has(k exitmon.Key) bool {
 
 // startExitLoop runs the single consumer of the monitor's exits. It only
 // routes; the per-task logic lives in Task.onExit.
-func (m *TaskManager) startExitLoop() {
+func (m *Manager) startExitLoop() {
 	go func() {
 		for e := range m.monitor.Exits() {
 			p := m.router.route(e)
@@ -205,12 +204,12 @@ func (t *Task) publishExit(p *process, e exitmon.Exit) {
 	p.published = true
 	p.mu.Unlock()
 	if !already {
-		t.pub.publish(t.namespace, rt.TaskExitEventTopic, &eventstypes.TaskExit{
+		t.pub.publish(t.namespace, TopicExit, &eventstypes.TaskExit{
 			ContainerID: t.id,
 			ID:          p.id,
 			Pid:         uint32(e.Pid),
 			ExitStatus:  status,
-			ExitedAt:    protobuf.ToTimestamp(e.ExitedAt),
+			ExitedAt:    timestamppb.New(e.ExitedAt),
 		})
 	}
 	t.persist()

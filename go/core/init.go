@@ -1,6 +1,6 @@
 //go:build linux
 
-package runtime
+package core
 
 import (
 	"context"
@@ -11,14 +11,12 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/api/types"
-	"github.com/containerd/containerd/errdefs"
-	"github.com/containerd/containerd/mount"
-	"github.com/containerd/containerd/protobuf"
-	rt "github.com/containerd/containerd/runtime"
+	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // createdKillTimeout bounds the wait for runc-init to die when a task that was
@@ -27,7 +25,7 @@ const createdKillTimeout = 5 * time.Second
 
 // create mounts the rootfs and runs runc create. On success the init is
 // tracked and gated: its exit cannot be published before /tasks/create.
-func (t *Task) create(ctx context.Context, opts rt.CreateOpts) (err error) {
+func (t *Task) create(ctx context.Context, opts CreateOpts) (err error) {
 	if spec, serr := t.bundle.spec(); serr == nil {
 		t.killAllOnExit = shouldKillAllOnExit(spec)
 	} else {
@@ -35,12 +33,12 @@ func (t *Task) create(ctx context.Context, opts rt.CreateOpts) (err error) {
 	}
 
 	if len(opts.Rootfs) > 0 {
-		if err := mount.All(opts.Rootfs, t.bundle.rootfs()); err != nil {
+		if err := t.m.mounter.Mount(ctx, opts.Rootfs, t.bundle.rootfs()); err != nil {
 			return fmt.Errorf("failed to mount rootfs component: %w", err)
 		}
 		defer func() {
 			if err != nil {
-				if uerr := mount.UnmountRecursive(t.bundle.rootfs(), 0); uerr != nil {
+				if uerr := t.m.mounter.Unmount(t.bundle.rootfs()); uerr != nil {
 					log.G(ctx).WithError(uerr).Warn("embed: unmount rootfs after failed create")
 				}
 			}
@@ -141,7 +139,7 @@ func (t *Task) finishIO(ctx context.Context, pio *processIO, socket *runc.Socket
 	return nil
 }
 
-func (t *Task) publishCreate(opts rt.CreateOpts) {
+func (t *Task) publishCreate(opts CreateOpts) {
 	var rootfs []*types.Mount
 	for _, m := range opts.Rootfs {
 		rootfs = append(rootfs, &types.Mount{
@@ -151,7 +149,7 @@ func (t *Task) publishCreate(opts rt.CreateOpts) {
 			Options: m.Options,
 		})
 	}
-	t.pub.publish(t.namespace, rt.TaskCreateEventTopic, &eventstypes.TaskCreate{
+	t.pub.publish(t.namespace, TopicCreate, &eventstypes.TaskCreate{
 		ContainerID: t.id,
 		Bundle:      t.bundle.path,
 		Rootfs:      rootfs,
@@ -203,7 +201,7 @@ func (t *Task) Start(ctx context.Context) error {
 	}
 	t.setStatusUnlessExited(statusRunning)
 	t.persist()
-	t.pub.publish(t.namespace, rt.TaskStartEventTopic, &eventstypes.TaskStart{
+	t.pub.publish(t.namespace, TopicStart, &eventstypes.TaskStart{
 		ContainerID: t.id,
 		Pid:         uint32(p.getPid()),
 	})
@@ -214,8 +212,8 @@ func (t *Task) Start(ctx context.Context) error {
 	return nil
 }
 
-// delete is the task's part of TaskManager.Delete.
-func (t *Task) delete(ctx context.Context) (*rt.Exit, error) {
+// delete is the task's part of Manager.Delete.
+func (t *Task) delete(ctx context.Context) (*Exit, error) {
 	p := t.init
 	switch p.getStatus() {
 	case statusStopped:
@@ -232,11 +230,11 @@ func (t *Task) delete(ctx context.Context) (*rt.Exit, error) {
 		return nil, err
 	}
 	exit := p.exit()
-	t.pub.publish(t.namespace, rt.TaskDeleteEventTopic, &eventstypes.TaskDelete{
+	t.pub.publish(t.namespace, TopicDelete, &eventstypes.TaskDelete{
 		ContainerID: t.id,
 		Pid:         exit.Pid,
 		ExitStatus:  exit.Status,
-		ExitedAt:    protobuf.ToTimestamp(exit.Timestamp),
+		ExitedAt:    timestamppb.New(exit.Timestamp),
 	})
 	return exit, nil
 }
@@ -247,7 +245,7 @@ func (t *Task) delete(ctx context.Context) (*rt.Exit, error) {
 // produce the same sequence. runc-init is killed through its pidfd and its
 // exit awaited first, so runc delete finds a stopped container instead of
 // polling a dying one.
-func (t *Task) deleteCreated(ctx context.Context) (*rt.Exit, error) {
+func (t *Task) deleteCreated(ctx context.Context) (*Exit, error) {
 	p := t.init
 	p.gate()
 	var held = p.heldNote
@@ -259,25 +257,25 @@ func (t *Task) deleteCreated(ctx context.Context) (*rt.Exit, error) {
 		case <-ctx.Done():
 		}
 	}
-	exit := &rt.Exit{Pid: uint32(p.getPid())}
+	exit := &Exit{Pid: uint32(p.getPid())}
 	if err := t.destroy(ctx); err != nil {
 		p.ungate()
 		return nil, err
 	}
-	t.pub.publish(t.namespace, rt.TaskDeleteEventTopic, &eventstypes.TaskDelete{
+	t.pub.publish(t.namespace, TopicDelete, &eventstypes.TaskDelete{
 		ContainerID: t.id,
 		Pid:         exit.Pid,
 		ExitStatus:  exit.Status,
-		ExitedAt:    protobuf.ToTimestamp(exit.Timestamp),
+		ExitedAt:    timestamppb.New(exit.Timestamp),
 	})
 	if e := p.ungate(); e != nil {
 		status := exitStatusOf(*e)
-		t.pub.publish(t.namespace, rt.TaskExitEventTopic, &eventstypes.TaskExit{
+		t.pub.publish(t.namespace, TopicExit, &eventstypes.TaskExit{
 			ContainerID: t.id,
 			ID:          t.id,
 			Pid:         uint32(e.Pid),
 			ExitStatus:  status,
-			ExitedAt:    protobuf.ToTimestamp(e.ExitedAt),
+			ExitedAt:    timestamppb.New(e.ExitedAt),
 		})
 		p.setExited(status, e.ExitedAt)
 	}
@@ -316,7 +314,7 @@ func (t *Task) destroy(ctx context.Context) error {
 	t.init.setStatus(statusDeleted)
 
 	var err error
-	if uerr := mount.UnmountRecursive(t.bundle.rootfs(), 0); uerr != nil {
+	if uerr := t.m.mounter.Unmount(t.bundle.rootfs()); uerr != nil {
 		log.G(ctx).WithError(uerr).Warn("embed: failed to cleanup rootfs mount")
 		err = fmt.Errorf("failed rootfs umount: %w", uerr)
 	}

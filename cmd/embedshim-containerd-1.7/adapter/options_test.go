@@ -1,4 +1,6 @@
-package runtime
+//go:build linux
+
+package adapter
 
 import (
 	"errors"
@@ -7,10 +9,12 @@ import (
 	"testing"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
-	"github.com/containerd/containerd/errdefs"
 	runtimeoptions "github.com/containerd/containerd/pkg/runtimeoptions/v1"
 	"github.com/containerd/containerd/runtime/linux/runctypes"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
+
+	"github.com/embedshim/embedshim/go/core"
 )
 
 func anyOf(t *testing.T, v interface{}) typeurl.Any {
@@ -27,7 +31,7 @@ func anyOf(t *testing.T, v interface{}) typeurl.Any {
 // (TOML body or file, what CRI sends for runtime_type = ...v1.embed), and the
 // v1 runtime's runctypes.
 func TestResolveRuncConfigOptions(t *testing.T) {
-	cfg := &Config{Runtime: "runc", RuntimeRoot: "/run/containerd/runc"}
+	cfg := &core.Config{Runtime: "runc", RuntimeRoot: "/run/containerd/runc"}
 	file := filepath.Join(t.TempDir(), "opts.toml")
 	os.WriteFile(file, []byte("BinaryName = \"crun\"\nNoPivotRoot = true\n"), 0o600)
 	for _, c := range []struct {
@@ -50,7 +54,7 @@ func TestResolveRuncConfigOptions(t *testing.T) {
 		if c.task != nil {
 			ta = anyOf(t, c.task)
 		}
-		rc, err := resolveRuncConfig(cfg, "ns", ca, ta)
+		rc, err := core.ResolveRuncConfig(cfg, "ns", decoders, ca, ta)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -58,7 +62,7 @@ func TestResolveRuncConfigOptions(t *testing.T) {
 			t.Errorf("%s: got %+v", c.name, rc)
 		}
 	}
-	_, err := resolveRuncConfig(cfg, "ns", anyOf(t, &runtimeoptions.Options{ConfigBody: []byte("BinaryName = [")}), nil)
+	_, err := core.ResolveRuncConfig(cfg, "ns", decoders, anyOf(t, &runtimeoptions.Options{ConfigBody: []byte("BinaryName = [")}), nil)
 	if !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("bad TOML: %v, want InvalidArgument", err)
 	}

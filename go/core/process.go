@@ -1,6 +1,6 @@
 //go:build linux
 
-package runtime
+package core
 
 import (
 	"errors"
@@ -8,8 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/containerd/containerd/errdefs"
-	rt "github.com/containerd/containerd/runtime"
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -28,20 +27,20 @@ const (
 	statusDeleted procStatus = "deleted"
 )
 
-func (s procStatus) runtime() rt.Status {
+func (s procStatus) status() Status {
 	switch s {
 	case statusCreated:
-		return rt.CreatedStatus
+		return CreatedStatus
 	case statusRunning:
-		return rt.RunningStatus
+		return RunningStatus
 	case statusPaused:
-		return rt.PausedStatus
+		return PausedStatus
 	case statusPausing:
-		return rt.PausingStatus
+		return PausingStatus
 	case statusStopped:
-		return rt.StoppedStatus
+		return StoppedStatus
 	case statusDeleted:
-		return rt.DeletedStatus
+		return DeletedStatus
 	}
 	return 0
 }
@@ -223,11 +222,11 @@ func (p *process) closePidfd() {
 	p.mu.Unlock()
 }
 
-func (p *process) state() rt.State {
+func (p *process) state() State {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return rt.State{
-		Status:     p.status.runtime(),
+	return State{
+		Status:     p.status.status(),
 		Pid:        uint32(p.pid),
 		ExitStatus: p.exitStatus,
 		ExitedAt:   p.exitedAt,
@@ -238,8 +237,8 @@ func (p *process) state() rt.State {
 	}
 }
 
-func (p *process) exit() *rt.Exit {
+func (p *process) exit() *Exit {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return &rt.Exit{Pid: uint32(p.pid), Status: p.exitStatus, Timestamp: p.exitedAt}
+	return &Exit{Pid: uint32(p.pid), Status: p.exitStatus, Timestamp: p.exitedAt}
 }

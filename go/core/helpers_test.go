@@ -1,6 +1,6 @@
 //go:build linux
 
-package runtime
+package core
 
 import (
 	"os"
@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
-	"github.com/containerd/containerd/protobuf"
 	"github.com/containerd/typeurl/v2"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -28,7 +27,7 @@ func TestWaitStatusRoundTrip(t *testing.T) {
 
 func TestResolveRuncConfig(t *testing.T) {
 	cfg := &Config{Runtime: "runc", RuntimeRoot: "/run/x"}
-	rc, err := resolveRuncConfig(cfg, "ns1", nil, nil)
+	rc, err := ResolveRuncConfig(cfg, "ns1", Decoders{}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +38,7 @@ func TestResolveRuncConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err = resolveRuncConfig(cfg, "ns1", nil, protobuf.FromAny(a))
+	rc, err = ResolveRuncConfig(cfg, "ns1", Decoders{}, nil, a)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,20 +1,14 @@
 //go:build linux
 
-package runtime
+package core
 
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"time"
 
-	"github.com/containerd/containerd/events"
-	"github.com/containerd/containerd/mount"
-	"github.com/containerd/containerd/namespaces"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
@@ -33,7 +27,7 @@ type pendingExit struct {
 // containerd: processes that exited meanwhile get the status and time the
 // monitor recorded, running ones are polled again, and monitor entries that
 // no bundle accounts for are removed.
-func (m *TaskManager) restore(ctx context.Context) error {
+func (m *Manager) restore(ctx context.Context) error {
 	nsDirs, err := os.ReadDir(m.state)
 	if err != nil {
 		return err
@@ -59,15 +53,14 @@ func (m *TaskManager) restore(ctx context.Context) error {
 				os.RemoveAll(filepath.Join(m.state, ns, id))
 				continue
 			}
-			lctx := log.WithLogger(namespaces.WithNamespace(ctx, ns),
-				log.G(ctx).WithFields(log.Fields{"id": id, "namespace": ns}))
+			lctx := log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{"id": id, "namespace": ns}))
 			t, exits, err := m.loadTask(lctx, ns, id)
 			if err != nil {
 				log.G(lctx).WithError(err).Error("embed: cannot reload task; cleaning it up")
 				m.cleanupBroken(lctx, ns, id)
 				continue
 			}
-			if err := m.tasks.AddWithNamespace(ns, t); err != nil {
+			if err := m.tasks.add(ns, id, t); err != nil {
 				return err
 			}
 			switch t.init.getStatus() {
@@ -101,7 +94,7 @@ func (m *TaskManager) restore(ctx context.Context) error {
 // restore cost, and the daemon should answer as soon as the tasks are back.
 // An OOM in the moments before its watch is armed has no event (as an OOM
 // while containerd was down has none).
-func (m *TaskManager) watchOOMRestored(ts []*Task) {
+func (m *Manager) watchOOMRestored(ts []*Task) {
 	for _, t := range ts {
 		// Under t.mu: a Delete (which sets deleted, then unwatches)
 		// either came first and this skips, or waits for the watch.
@@ -117,7 +110,7 @@ func (m *TaskManager) watchOOMRestored(ts []*Task) {
 // of tasks that were not reloaded, as runc.v2's shim manager does: their
 // bundle is gone (a crash during create or delete, or a state dir cleared
 // by a reboot).
-func (m *TaskManager) cleanupWorkDirs(ctx context.Context) {
+func (m *Manager) cleanupWorkDirs(ctx context.Context) {
 	nsDirs, err := os.ReadDir(m.root)
 	if err != nil {
 		return
@@ -139,7 +132,7 @@ func (m *TaskManager) cleanupWorkDirs(ctx context.Context) {
 			if !idd.IsDir() {
 				continue
 			}
-			if _, err := m.tasks.Get(namespaces.WithNamespace(ctx, ns), idd.Name()); err == nil {
+			if _, err := m.tasks.get(ns, idd.Name()); err == nil {
 				continue
 			}
 			path := filepath.Join(m.root, ns, idd.Name())
@@ -154,7 +147,7 @@ func (m *TaskManager) cleanupWorkDirs(ctx context.Context) {
 	}
 }
 
-func (m *TaskManager) loadTask(ctx context.Context, ns, id string) (*Task, []pendingExit, error) {
+func (m *Manager) loadTask(ctx context.Context, ns, id string) (*Task, []pendingExit, error) {
 	b := loadBundle(id, filepath.Join(m.state, ns), filepath.Join(m.root, ns))
 	st, err := readState(b.path)
 	if err != nil {
@@ -190,7 +183,7 @@ func (m *TaskManager) loadTask(ctx context.Context, ns, id string) (*Task, []pen
 // reloadProcess restores one process. It returns the exit to handle if the
 // process exited while containerd was down (or its exit was recorded but not
 // published).
-func (m *TaskManager) reloadProcess(ctx context.Context, p *process, s processState) *exitmon.Exit {
+func (m *Manager) reloadProcess(ctx context.Context, p *process, s processState) *exitmon.Exit {
 	p.pid, p.ident, p.status, p.stdio = s.Pid, s.Ident, s.Status, s.Stdio
 	if s.Exited {
 		// Already handled before the restart.
@@ -246,9 +239,9 @@ func waitStatusFor(status uint32) uint32 {
 
 // cleanupBroken removes a task that cannot be reloaded (e.g. containerd died
 // during create, before state.json was written).
-func (m *TaskManager) cleanupBroken(ctx context.Context, ns, id string) {
+func (m *Manager) cleanupBroken(ctx context.Context, ns, id string) {
 	b := loadBundle(id, filepath.Join(m.state, ns), filepath.Join(m.root, ns))
-	rc := &runcConfig{Binary: m.config.Runtime, Root: filepath.Join(m.config.RuntimeRoot, ns)}
+	rc := &RuncConfig{Binary: m.config.Runtime, Root: filepath.Join(m.config.RuntimeRoot, ns)}
 	if st, err := readState(b.path); err == nil {
 		rc = &st.Runc
 		for _, ps := range append(st.Execs, st.Init) {
@@ -262,7 +255,7 @@ func (m *TaskManager) cleanupBroken(ctx context.Context, ns, id string) {
 		!strings.Contains(err.Error(), "does not exist") {
 		log.G(ctx).WithError(err).Warn("embed: runc delete of broken task")
 	}
-	if err := mount.UnmountRecursive(b.rootfs(), 0); err != nil {
+	if err := m.mounter.Unmount(b.rootfs()); err != nil {
 		log.G(ctx).WithError(err).Warn("embed: unmount rootfs of broken task")
 	}
 	if err := b.delete(); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -273,7 +266,7 @@ func (m *TaskManager) cleanupBroken(ctx context.Context, ns, id string) {
 // reconcile forgets monitor registrations (and records) that no task owns:
 // left by a crash between registration and state.json, or by a delete that
 // did not finish.
-func (m *TaskManager) reconcile(ctx context.Context) {
+func (m *Manager) reconcile(ctx context.Context) {
 	keys, err := m.monitor.Registered()
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("embed: list monitor registrations")
@@ -287,111 +280,5 @@ func (m *TaskManager) reconcile(ctx context.Context) {
 		if err := m.monitor.Forget(k.Pid, k.Ident); err != nil {
 			log.G(ctx).WithError(err).WithField("pid", k.Pid).Warn("embed: forget stale registration")
 		}
-	}
-}
-
-// Exits found by restore happen during plugin initialisation, before the
-// daemon serves: published then, they would reach no client (runc.v2's shims
-// instead retry an undelivered exit after 1s, 2s, ... so clients that
-// subscribe right after a restart do get it). heldPublisher holds back the
-// events restore publishes, and any later event of the same containers (to
-// keep their order), until the daemon serves plus releaseGrace, then sends
-// them once, in order. Events of other containers are not delayed.
-const (
-	releaseGrace   = time.Second
-	releaseTimeout = time.Minute
-)
-
-type heldPublisher struct {
-	next events.Publisher
-
-	mu        sync.Mutex
-	restoring bool            // restore running: every event is held
-	held      map[string]bool // namespace/container whose events wait
-	queue     []heldEvent
-	released  bool
-}
-
-type heldEvent struct {
-	ctx   context.Context
-	topic string
-	evt   events.Event
-}
-
-func newHeldPublisher(next events.Publisher) *heldPublisher {
-	return &heldPublisher{next: next, restoring: true, held: map[string]bool{}}
-}
-
-func heldKey(ctx context.Context, evt events.Event) string {
-	ns, _ := namespaces.Namespace(ctx)
-	if c, ok := evt.(interface{ GetContainerID() string }); ok {
-		return ns + "/" + c.GetContainerID()
-	}
-	return ns + "/"
-}
-
-func (h *heldPublisher) Publish(ctx context.Context, topic string, evt events.Event) error {
-	h.mu.Lock()
-	if !h.released {
-		k := heldKey(ctx, evt)
-		if h.restoring {
-			h.held[k] = true
-		}
-		if h.held[k] {
-			h.queue = append(h.queue, heldEvent{ctx, topic, evt})
-			h.mu.Unlock()
-			return nil
-		}
-	}
-	h.mu.Unlock()
-	return h.next.Publish(ctx, topic, evt)
-}
-
-// restored ends the restore phase: with nothing held the publisher passes
-// everything through at once, else it releases the held events once the
-// daemon accepts connections on address (plus releaseGrace).
-func (h *heldPublisher) restored(address string) {
-	h.mu.Lock()
-	h.restoring = false
-	empty := len(h.queue) == 0
-	if empty {
-		h.released = true
-	}
-	h.mu.Unlock()
-	if empty {
-		return
-	}
-	go func() {
-		waitServing(address, releaseTimeout)
-		time.Sleep(releaseGrace)
-		h.release()
-	}()
-}
-
-func (h *heldPublisher) release() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, e := range h.queue {
-		if err := h.next.Publish(e.ctx, e.topic, e.evt); err != nil {
-			log.G(e.ctx).WithError(err).WithField("topic", e.topic).Error("embed: publish held event")
-		}
-	}
-	h.queue, h.held, h.released = nil, nil, true
-}
-
-// waitServing returns once a connection to the daemon's gRPC socket
-// succeeds (a stale socket of the previous run refuses), or after timeout.
-func waitServing(address string, timeout time.Duration) {
-	if address == "" {
-		return
-	}
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("unix", address, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package runtime
+package core
 
 import (
 	"context"
@@ -9,15 +9,13 @@ import (
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	cgroupsv2 "github.com/containerd/cgroups/v3/cgroup2"
-	"github.com/containerd/containerd/errdefs"
-	"github.com/containerd/containerd/protobuf"
-	"github.com/containerd/containerd/protobuf/types"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 )
 
 // Stats returns the container's cgroup metrics, the same types runc.v2
 // returns (io.containerd.cgroups.v1.Metrics / v2.Metrics).
-func (t *Task) Stats(context.Context) (*types.Any, error) {
+func (t *Task) Stats(context.Context) (typeurl.Any, error) {
 	cg, err := t.cgroup()
 	if err != nil {
 		return nil, err
@@ -35,11 +33,7 @@ func (t *Task) Stats(context.Context) (*types.Any, error) {
 	default:
 		return nil, fmt.Errorf("unsupported cgroup type %T: %w", cg, errdefs.ErrNotImplemented)
 	}
-	data, err := typeurl.MarshalAny(stats)
-	if err != nil {
-		return nil, err
-	}
-	return protobuf.FromAny(data), nil
+	return typeurl.MarshalAny(stats)
 }
 
 // cgroup loads the init's cgroup once, from /proc/<pid>/cgroup, as the runc

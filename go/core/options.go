@@ -1,6 +1,6 @@
 //go:build linux
 
-package runtime
+package core
 
 import (
 	"encoding/json"
@@ -13,19 +13,29 @@ import (
 	"time"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
-	"github.com/containerd/containerd/errdefs"
-	runtimeoptions "github.com/containerd/containerd/pkg/runtimeoptions/v1"
-	"github.com/containerd/containerd/runtime/linux/runctypes"
+	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/typeurl/v2"
 	"github.com/pelletier/go-toml"
 	"golang.org/x/sys/unix"
 )
 
-// runcConfig is everything needed to rebuild a task's runc invocation; it is
+// Decoders let an adapter honour the options types of its containerd
+// version (the v1 runtime's runctypes, CRI's runtimeoptions, ...). The core
+// itself knows runc.v2's Options and CheckpointOptions, which every version
+// shares. Each returns ok=false for a type it does not know.
+type Decoders struct {
+	// RuncOptions turns a container's or task's options into changes of the
+	// runc configuration.
+	RuncOptions func(v interface{}) (apply func(*RuncConfig), ok bool, err error)
+	// CheckpointOptions turns checkpoint options into the runtime's own.
+	CheckpointOptions func(v interface{}) (o *CheckpointOptions, ok bool)
+}
+
+// RuncConfig is everything needed to rebuild a task's runc invocation; it is
 // persisted in state.json so that a restarted containerd drives the same runc
 // with the same root.
-type runcConfig struct {
+type RuncConfig struct {
 	Binary        string `json:"binary"`
 	Root          string `json:"root"` // already includes the namespace
 	SystemdCgroup bool   `json:"systemd_cgroup,omitempty"`
@@ -38,14 +48,14 @@ type runcConfig struct {
 	IoGID         int    `json:"io_gid,omitempty"`
 }
 
-// resolveRuncConfig merges the plugin config with the options a client may
-// send. Clients of a v1 runtime send runctypes (RuncOptions on the container,
-// CreateOptions on the task); CRI and clients written for runc.v2 send
-// runc.v2's Options. Both are accepted so that the same container spec runs
-// under either runtime. Task options win over container options, as in
-// runc.v2 where the task's options replace the container's.
-func resolveRuncConfig(cfg *Config, ns string, runtimeOpts, taskOpts typeurl.Any) (*runcConfig, error) {
-	rc := &runcConfig{
+// ResolveRuncConfig merges the plugin config with the options a client may
+// send: runc.v2's Options (the Go client, CRI for runc.v2 types) here, and
+// whatever the adapter's decoders know (the v1 runtime's runctypes, CRI's
+// runtimeoptions). So the same container spec runs under either runtime.
+// Task options win over container options, as in runc.v2 where the task's
+// options replace the container's.
+func ResolveRuncConfig(cfg *Config, ns string, dec Decoders, runtimeOpts, taskOpts typeurl.Any) (*RuncConfig, error) {
+	rc := &RuncConfig{
 		Binary:        cfg.Runtime,
 		Root:          cfg.RuntimeRoot,
 		SystemdCgroup: cfg.SystemdCgroup,
@@ -59,39 +69,28 @@ func resolveRuncConfig(cfg *Config, ns string, runtimeOpts, taskOpts typeurl.Any
 		if err != nil {
 			return nil, fmt.Errorf("embed: unmarshal runtime options %q: %v: %w", a.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
 		}
-		switch o := v.(type) {
-		case *runcoptions.Options:
-			rc.applyRuncV2(o)
-		case *runtimeoptions.Options:
-			// CRI sends a runtime_type it does not know (ours) its
-			// options section as TOML; the keys are runc.v2's.
-			ro, err := decodeCRIOptions(o)
-			if err != nil {
+		if o, ok := v.(*runcoptions.Options); ok {
+			rc.ApplyRuncV2(o)
+			continue
+		}
+		var apply func(*RuncConfig)
+		ok := false
+		if dec.RuncOptions != nil {
+			if apply, ok, err = dec.RuncOptions(v); err != nil {
 				return nil, err
 			}
-			rc.applyRuncV2(ro)
-		case *runctypes.RuncOptions:
-			if o.Runtime != "" {
-				rc.Binary = o.Runtime
-			}
-			if o.RuntimeRoot != "" {
-				rc.Root = o.RuntimeRoot
-			}
-			rc.SystemdCgroup = rc.SystemdCgroup || o.SystemdCgroup
-		case *runctypes.CreateOptions:
-			rc.NoPivotRoot = o.NoPivotRoot
-			rc.NoNewKeyring = o.NoNewKeyring
-			rc.IoUID, rc.IoGID = int(o.IoUid), int(o.IoGid)
-			rc.CriuWorkPath, rc.CriuImagePath = o.CriuWorkPath, o.CriuImagePath
-		default:
+		}
+		if !ok {
 			return nil, fmt.Errorf("embed: unsupported runtime options type %T (%s): %w", v, a.GetTypeUrl(), errdefs.ErrInvalidArgument)
 		}
+		apply(rc)
 	}
 	rc.Root = filepath.Join(rc.Root, ns)
 	return rc, nil
 }
 
-func (rc *runcConfig) applyRuncV2(o *runcoptions.Options) {
+// ApplyRuncV2 applies runc.v2's options.
+func (rc *RuncConfig) ApplyRuncV2(o *runcoptions.Options) {
 	if o.BinaryName != "" {
 		rc.Binary = o.BinaryName
 	}
@@ -105,13 +104,15 @@ func (rc *runcConfig) applyRuncV2(o *runcoptions.Options) {
 	rc.CriuWorkPath, rc.CriuImagePath = o.CriuWorkPath, o.CriuImagePath
 }
 
-// decodeCRIOptions reads the runc.v2 options out of CRI's generic runtime
-// options: the TOML of the runtime's options section (ConfigBody), or the
-// file it names (ConfigPath), decoded as CRI decodes runc.v2's own.
-func decodeCRIOptions(o *runtimeoptions.Options) (*runcoptions.Options, error) {
-	body := o.ConfigBody
-	if o.ConfigPath != "" {
-		b, err := os.ReadFile(o.ConfigPath)
+// DecodeCRIOptions reads the runc.v2 options out of CRI's generic runtime
+// options (runtimeoptions.v1.Options, what CRI sends for a runtime_type it
+// does not know, like ours): the TOML of the runtime's options section
+// (configBody), or the file it names (configPath), decoded as CRI decodes
+// runc.v2's own.
+func DecodeCRIOptions(configPath string, configBody []byte) (*runcoptions.Options, error) {
+	body := configBody
+	if configPath != "" {
+		b, err := os.ReadFile(configPath)
 		if err != nil {
 			return nil, fmt.Errorf("embed: CRI runtime options config_path: %v: %w", err, errdefs.ErrInvalidArgument)
 		}
@@ -134,7 +135,7 @@ func decodeCRIOptions(o *runtimeoptions.Options) (*runcoptions.Options, error) {
 // newRunc builds the go-runc client for a task. PdeathSignal makes a runc
 // command die with containerd instead of lingering; it does not reach the
 // container (runc-init is not runc's thread).
-func (rc *runcConfig) newRunc(b *bundle) *runc.Runc {
+func (rc *RuncConfig) newRunc(b *bundle) *runc.Runc {
 	return &runc.Runc{
 		Command:       rc.Binary,
 		Log:           b.runcLog(),
@@ -197,4 +198,14 @@ func lastRuntimeError(r *runc.Runc) (string, error) {
 		}
 	}
 	return msg, nil
+}
+
+// RuncBinary is the OCI runtime binary a task created with options would
+// run (for runtime info queries).
+func (m *Manager) RuncBinary(options typeurl.Any) (string, error) {
+	rc, err := ResolveRuncConfig(m.config, "", m.decoders, nil, options)
+	if err != nil {
+		return "", err
+	}
+	return rc.Binary, nil
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package runtime
+package core
 
 import (
 	"encoding/json"
@@ -25,7 +25,7 @@ type taskState struct {
 	Version       int            `json:"version"`
 	ID            string         `json:"id"`
 	Namespace     string         `json:"namespace"`
-	Runc          runcConfig     `json:"runc"`
+	Runc          RuncConfig     `json:"runc"`
 	KillAllOnExit bool           `json:"kill_all_on_exit,omitempty"`
 	Checkpoint    string         `json:"checkpoint,omitempty"`
 	Init          processState   `json:"init"`

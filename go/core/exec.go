@@ -1,6 +1,6 @@
 //go:build linux
 
-package runtime
+package core
 
 import (
 	"context"
@@ -12,9 +12,7 @@ import (
 	"strings"
 
 	eventstypes "github.com/containerd/containerd/api/events"
-	"github.com/containerd/containerd/errdefs"
-	"github.com/containerd/containerd/identifiers"
-	rt "github.com/containerd/containerd/runtime"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -23,15 +21,15 @@ import (
 )
 
 // Exec adds a process to the task; it runs at Start.
-func (t *Task) Exec(ctx context.Context, id string, opts rt.ExecOpts) (rt.ExecProcess, error) {
-	if err := identifiers.Validate(id); err != nil {
+func (t *Task) Exec(ctx context.Context, id string, opts ExecOpts) (*ExecProcess, error) {
+	if err := validateID(id); err != nil {
 		return nil, fmt.Errorf("invalid exec id: %w", err)
 	}
 	if opts.Spec == nil {
 		return nil, fmt.Errorf("exec %s has no process spec: %w", id, errdefs.ErrInvalidArgument)
 	}
 	var spec specs.Process
-	if err := json.Unmarshal(opts.Spec.GetValue(), &spec); err != nil {
+	if err := json.Unmarshal(opts.Spec, &spec); err != nil {
 		return nil, fmt.Errorf("unmarshal exec spec: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
 	p := newProcess(t, id, false, stdioPaths{
@@ -54,48 +52,46 @@ func (t *Task) Exec(ctx context.Context, id string, opts rt.ExecOpts) (rt.ExecPr
 	t.execs[id] = p
 	t.mu.Unlock()
 
-	t.pub.publish(t.namespace, rt.TaskExecAddedEventTopic, &eventstypes.TaskExecAdded{
+	t.pub.publish(t.namespace, TopicExecAdded, &eventstypes.TaskExecAdded{
 		ContainerID: t.id,
 		ExecID:      id,
 	})
-	return &execProcess{p: p}, nil
+	return &ExecProcess{p: p}, nil
 }
 
-// execProcess is the runtime.ExecProcess view of an exec.
-type execProcess struct {
+// ExecProcess is the runtime.ExecProcess view of an exec.
+type ExecProcess struct {
 	p *process
 }
 
-var _ rt.ExecProcess = (*execProcess)(nil)
-
-func (e *execProcess) ID() string { return e.p.id }
+func (e *ExecProcess) ID() string { return e.p.id }
 
 // State reports the exec's state; a paused container pauses its execs too.
-func (e *execProcess) State(context.Context) (rt.State, error) {
+func (e *ExecProcess) State(context.Context) (State, error) {
 	st := e.p.state()
 	switch e.p.task.init.getStatus() {
 	case statusPaused:
-		st.Status = rt.PausedStatus
+		st.Status = PausedStatus
 	case statusPausing:
-		st.Status = rt.PausingStatus
+		st.Status = PausingStatus
 	}
 	return st, nil
 }
 
-func (e *execProcess) Kill(_ context.Context, sig uint32, _ bool) error {
+func (e *ExecProcess) Kill(_ context.Context, sig uint32, _ bool) error {
 	return e.p.signal(sig)
 }
 
-func (e *execProcess) ResizePty(_ context.Context, size rt.ConsoleSize) error {
+func (e *ExecProcess) ResizePty(_ context.Context, size ConsoleSize) error {
 	return e.p.resize(size)
 }
 
-func (e *execProcess) CloseIO(context.Context) error {
+func (e *ExecProcess) CloseIO(context.Context) error {
 	e.p.closeStdin()
 	return nil
 }
 
-func (e *execProcess) Wait(ctx context.Context) (*rt.Exit, error) {
+func (e *ExecProcess) Wait(ctx context.Context) (*Exit, error) {
 	select {
 	case <-e.p.exited:
 		return e.p.exit(), nil
@@ -111,7 +107,7 @@ func (e *execProcess) Wait(ctx context.Context) (*rt.Exit, error) {
 // helper (exitmon.RunDetached: this binary re-executed as a short-lived child
 // subreaper around runc exec) keeps the process unreaped until the monitor
 // has adopted it, so even an instant exit (`exec false`) reports its status.
-func (e *execProcess) Start(ctx context.Context) error {
+func (e *ExecProcess) Start(ctx context.Context) error {
 	p, t := e.p, e.p.task
 	p.mu.Lock()
 	if p.status != statusCreated || p.pid != 0 {
@@ -151,7 +147,7 @@ func (e *execProcess) Start(ctx context.Context) error {
 	pid := p.pid
 	p.mu.Unlock()
 	t.persist()
-	t.pub.publish(t.namespace, rt.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{
+	t.pub.publish(t.namespace, TopicExecStarted, &eventstypes.TaskExecStarted{
 		ContainerID: t.id,
 		ExecID:      p.id,
 		Pid:         uint32(pid),
@@ -260,7 +256,7 @@ func (t *Task) runcCommand(ctx context.Context, args ...string) *exec.Cmd {
 
 // Delete removes a stopped (or never started) exec. runc.v2 publishes no
 // event for it.
-func (e *execProcess) Delete(ctx context.Context) (*rt.Exit, error) {
+func (e *ExecProcess) Delete(ctx context.Context) (*Exit, error) {
 	p, t := e.p, e.p.task
 	switch s := p.getStatus(); s {
 	case statusRunning:

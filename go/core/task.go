@@ -1,6 +1,6 @@
 //go:build linux
 
-package runtime
+package core
 
 import (
 	"context"
@@ -14,27 +14,24 @@ import (
 	cgroupsv2 "github.com/containerd/cgroups/v3/cgroup2"
 	eventstypes "github.com/containerd/containerd/api/events"
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
-	"github.com/containerd/containerd/errdefs"
-	"github.com/containerd/containerd/protobuf/types"
-	rt "github.com/containerd/containerd/runtime"
+	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/embedshim/embedshim/go/exitmon"
 )
 
-var _ rt.Task = (*Task)(nil)
-
 // Task is one container: its init process, its execs and its bundle.
 type Task struct {
 	id        string
 	namespace string
 	bundle    *bundle
-	rc        *runcConfig
+	rc        *RuncConfig
 	runc      *runc.Runc
-	m         *TaskManager
+	m         *Manager
 	pub       *publisher
 	init      *process
 
@@ -58,7 +55,7 @@ type Task struct {
 	cg   interface{} // cgroup1.Cgroup or *cgroup2.Manager, loaded lazily
 }
 
-func newTask(m *TaskManager, ns, id string, b *bundle, rc *runcConfig, stdio stdioPaths) *Task {
+func newTask(m *Manager, ns, id string, b *bundle, rc *RuncConfig, stdio stdioPaths) *Task {
 	t := &Task{
 		id:        id,
 		namespace: ns,
@@ -85,7 +82,7 @@ func (t *Task) PID(context.Context) (uint32, error) {
 }
 
 // State of the init process, from what we know: no runc state call.
-func (t *Task) State(context.Context) (rt.State, error) {
+func (t *Task) State(context.Context) (State, error) {
 	return t.init.state(), nil
 }
 
@@ -173,7 +170,7 @@ func (t *Task) Pause(ctx context.Context) error {
 	}
 	t.setStatusUnlessExited(statusPaused)
 	t.persist()
-	t.pub.publish(t.namespace, rt.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: t.id})
+	t.pub.publish(t.namespace, TopicPaused, &eventstypes.TaskPaused{ContainerID: t.id})
 	return nil
 }
 
@@ -193,7 +190,7 @@ func (t *Task) Resume(ctx context.Context) error {
 	}
 	t.setStatusUnlessExited(statusRunning)
 	t.persist()
-	t.pub.publish(t.namespace, rt.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: t.id})
+	t.pub.publish(t.namespace, TopicResumed, &eventstypes.TaskResumed{ContainerID: t.id})
 	return nil
 }
 
@@ -209,7 +206,7 @@ func (t *Task) setStatusUnlessExited(s procStatus) {
 }
 
 // Pids lists the container's processes, naming the exec each belongs to.
-func (t *Task) Pids(ctx context.Context) ([]rt.ProcessInfo, error) {
+func (t *Task) Pids(ctx context.Context) ([]ProcessInfo, error) {
 	pids, err := t.runc.Ps(ctx, t.id)
 	if err != nil {
 		return nil, runtimeError(t.runc, err, "OCI runtime ps failed")
@@ -222,9 +219,9 @@ func (t *Task) Pids(ctx context.Context) ([]rt.ProcessInfo, error) {
 		}
 	}
 	t.mu.Unlock()
-	out := make([]rt.ProcessInfo, 0, len(pids))
+	out := make([]ProcessInfo, 0, len(pids))
 	for _, pid := range pids {
-		pi := rt.ProcessInfo{Pid: uint32(pid)}
+		pi := ProcessInfo{Pid: uint32(pid)}
 		if id, ok := execByPid[pid]; ok {
 			pi.Info = &runcoptions.ProcessDetails{ExecID: id}
 		}
@@ -234,7 +231,7 @@ func (t *Task) Pids(ctx context.Context) ([]rt.ProcessInfo, error) {
 }
 
 // ResizePty resizes the init's terminal.
-func (t *Task) ResizePty(_ context.Context, size rt.ConsoleSize) error {
+func (t *Task) ResizePty(_ context.Context, size ConsoleSize) error {
 	return t.init.resize(size)
 }
 
@@ -245,7 +242,7 @@ func (t *Task) CloseIO(context.Context) error {
 }
 
 // Update applies new resources with runc update.
-func (t *Task) Update(ctx context.Context, resources *types.Any, _ map[string]string) error {
+func (t *Task) Update(ctx context.Context, resources typeurl.Any, _ map[string]string) error {
 	switch t.init.getStatus() {
 	case statusStopped, statusDeleted:
 		return errors.New("cannot update a stopped container")
@@ -261,19 +258,19 @@ func (t *Task) Update(ctx context.Context, resources *types.Any, _ map[string]st
 }
 
 // Process returns an exec process of the task.
-func (t *Task) Process(_ context.Context, id string) (rt.ExecProcess, error) {
+func (t *Task) Process(_ context.Context, id string) (*ExecProcess, error) {
 	t.mu.Lock()
 	p, ok := t.execs[id]
 	t.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("process %s does not exist: %w", id, errdefs.ErrNotFound)
 	}
-	return &execProcess{p: p}, nil
+	return &ExecProcess{p: p}, nil
 }
 
 // Wait blocks until the init has exited (and its exit was published) or ctx
 // is done.
-func (t *Task) Wait(ctx context.Context) (*rt.Exit, error) {
+func (t *Task) Wait(ctx context.Context) (*Exit, error) {
 	select {
 	case <-t.init.exited:
 		return t.init.exit(), nil
@@ -282,7 +279,7 @@ func (t *Task) Wait(ctx context.Context) (*rt.Exit, error) {
 	}
 }
 
-func (p *process) resize(size rt.ConsoleSize) error {
+func (p *process) resize(size ConsoleSize) error {
 	p.mu.Lock()
 	pio := p.io
 	p.mu.Unlock()

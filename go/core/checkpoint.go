@@ -1,6 +1,6 @@
 //go:build linux
 
-package runtime
+package core
 
 import (
 	"context"
@@ -11,22 +11,21 @@ import (
 	"strings"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
-	"github.com/containerd/containerd/errdefs"
-	"github.com/containerd/containerd/protobuf/types"
-	"github.com/containerd/containerd/runtime/linux/runctypes"
+	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/typeurl/v2"
 )
 
-// checkpointOptions is the union of runc.v2's and the v1 runtime's options.
-type checkpointOptions struct {
-	exit, openTCP, externalUnixSockets, terminal, fileLocks bool
-	emptyNamespaces                                         []string
-	cgroupsMode, workPath                                   string
+// CheckpointOptions are runc.v2's checkpoint options; an adapter maps its
+// version's own types (the v1 runtime's runctypes) onto them.
+type CheckpointOptions struct {
+	Exit, OpenTCP, ExternalUnixSockets, Terminal, FileLocks bool
+	EmptyNamespaces                                         []string
+	CgroupsMode, WorkPath                                   string
 }
 
-func parseCheckpointOptions(a *types.Any) (*checkpointOptions, error) {
-	o := &checkpointOptions{}
+func parseCheckpointOptions(dec Decoders, a typeurl.Any) (*CheckpointOptions, error) {
+	o := &CheckpointOptions{}
 	if a == nil || len(a.GetValue()) == 0 && a.GetTypeUrl() == "" {
 		return o, nil
 	}
@@ -34,21 +33,20 @@ func parseCheckpointOptions(a *types.Any) (*checkpointOptions, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch c := v.(type) {
-	case *runcoptions.CheckpointOptions:
-		*o = checkpointOptions{c.Exit, c.OpenTcp, c.ExternalUnixSockets, c.Terminal, c.FileLocks,
-			c.EmptyNamespaces, c.CgroupsMode, c.WorkPath}
-	case *runctypes.CheckpointOptions:
-		*o = checkpointOptions{c.Exit, c.OpenTcp, c.ExternalUnixSockets, c.Terminal, c.FileLocks,
-			c.EmptyNamespaces, c.CgroupsMode, c.WorkPath}
-	default:
-		return nil, fmt.Errorf("invalid checkpoint options %T: %w", v, errdefs.ErrInvalidArgument)
+	if c, ok := v.(*runcoptions.CheckpointOptions); ok {
+		return &CheckpointOptions{c.Exit, c.OpenTcp, c.ExternalUnixSockets, c.Terminal, c.FileLocks,
+			c.EmptyNamespaces, c.CgroupsMode, c.WorkPath}, nil
 	}
-	return o, nil
+	if dec.CheckpointOptions != nil {
+		if o, ok := dec.CheckpointOptions(v); ok {
+			return o, nil
+		}
+	}
+	return nil, fmt.Errorf("invalid checkpoint options %T: %w", v, errdefs.ErrInvalidArgument)
 }
 
 // Checkpoint dumps the container with runc checkpoint (criu).
-func (t *Task) Checkpoint(ctx context.Context, path string, options *types.Any) error {
+func (t *Task) Checkpoint(ctx context.Context, path string, options typeurl.Any) error {
 	// State errors as runc.v2's (plain errors, errdefs class unknown).
 	switch t.init.getStatus() {
 	case statusRunning, statusPaused, statusPausing:
@@ -60,11 +58,11 @@ func (t *Task) Checkpoint(ctx context.Context, path string, options *types.Any) 
 	if _, err := exec.LookPath("criu"); err != nil {
 		return fmt.Errorf("checkpoint needs criu: %v: %w", err, errdefs.ErrNotImplemented)
 	}
-	o, err := parseCheckpointOptions(options)
+	o, err := parseCheckpointOptions(t.m.decoders, options)
 	if err != nil {
 		return err
 	}
-	work := o.workPath
+	work := o.WorkPath
 	if work == "" {
 		work = t.rc.CriuWorkPath
 	}
@@ -72,18 +70,18 @@ func (t *Task) Checkpoint(ctx context.Context, path string, options *types.Any) 
 		work = filepath.Join(t.bundle.workDir, "criu-work")
 	}
 	var actions []runc.CheckpointAction
-	if !o.exit {
+	if !o.Exit {
 		actions = append(actions, runc.LeaveRunning)
 	}
 	if err := t.runc.Checkpoint(ctx, t.id, &runc.CheckpointOpts{
 		WorkDir:                  work,
 		ImagePath:                path,
-		AllowOpenTCP:             o.openTCP,
-		AllowExternalUnixSockets: o.externalUnixSockets,
-		AllowTerminal:            o.terminal,
-		FileLocks:                o.fileLocks,
-		EmptyNamespaces:          o.emptyNamespaces,
-		Cgroups:                  runc.CgroupMode(o.cgroupsMode),
+		AllowOpenTCP:             o.OpenTCP,
+		AllowExternalUnixSockets: o.ExternalUnixSockets,
+		AllowTerminal:            o.Terminal,
+		FileLocks:                o.FileLocks,
+		EmptyNamespaces:          o.EmptyNamespaces,
+		Cgroups:                  runc.CgroupMode(o.CgroupsMode),
 	}, actions...); err != nil {
 		// Like the runc shim: criu's first line and where its log is.
 		msg := runtimeError(t.runc, err, "runc checkpoint failed").Error()

@@ -1,0 +1,129 @@
+//go:build linux
+
+// Package core is the embed runtime: it runs containers with runc directly
+// from containerd, without a shim process, and learns about process exits
+// from the exitmon package (pidfd + eBPF records pinned in bpffs, so exits
+// are not lost while containerd is down).
+//
+// It depends on no containerd daemon module: an adapter per containerd
+// version (cmd/embedshim-containerd*/runtime) registers the plugin and maps
+// the Manager, Task and ExecProcess onto that version's runtime interfaces.
+package core
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/embedshim/embedshim/go/exitmon"
+)
+
+const (
+	defaultRuntime     = "runc"
+	defaultRuntimeRoot = "/run/containerd/runc"
+	defaultCapacity    = 65536
+)
+
+// Config is the [plugins."io.containerd.runtime.v1.embed"] section; the
+// keys are the same on every containerd build.
+type Config struct {
+	// Runtime is the OCI runtime binary (name or path), runc by default.
+	Runtime string `toml:"runtime"`
+	// RuntimeRoot is the runc --root; the namespace is appended to it.
+	RuntimeRoot string `toml:"runtime_root"`
+	// Capacity is the number of processes the exit monitor can track at once.
+	Capacity uint32 `toml:"capacity"`
+	// PinDir is where the BPF maps and link are pinned (a private bpffs is
+	// mounted there if needed). Default: <plugin root>/bpf.
+	PinDir string `toml:"pin_dir"`
+	// SystemdCgroup asks runc to use the systemd cgroup driver unless the
+	// container's runtime options say otherwise.
+	SystemdCgroup bool `toml:"systemd_cgroup"`
+	// Debug passes --debug to runc (its log goes to the bundle's log.json).
+	Debug bool `toml:"debug"`
+}
+
+// DefaultConfig is the configuration `containerd config default` shows.
+func DefaultConfig() *Config {
+	return &Config{
+		Runtime:     defaultRuntime,
+		RuntimeRoot: defaultRuntimeRoot,
+		Capacity:    defaultCapacity,
+	}
+}
+
+// Mounter mounts a task's rootfs the way the adapter's containerd does
+// (overlay option handling, loop devices, ...).
+type Mounter interface {
+	// Mount mounts mounts on target, in order.
+	Mount(ctx context.Context, mounts []Mount, target string) error
+	// Unmount unmounts everything at and below target.
+	Unmount(target string) error
+}
+
+// Options is what the adapter hands the runtime at plugin init.
+type Options struct {
+	// Root and State are the plugin's directories (disk and tmpfs).
+	Root, State string
+	// Address is the daemon's gRPC socket: events of exits found at restore
+	// are held until it serves.
+	Address   string
+	Config    *Config
+	Publisher Publisher
+	Mounter   Mounter
+	// Decoders handle options types of the adapter's containerd version.
+	Decoders Decoders
+}
+
+// Open opens (or creates) the exit monitor's pins, rebuilds the tasks of a
+// previous run from the state directory and starts delivering exits.
+func Open(ctx context.Context, o Options) (*Manager, error) {
+	cfg := o.Config
+	if cfg == nil {
+		cfg = DefaultConfig()
+	}
+	if cfg.Runtime == "" {
+		cfg.Runtime = defaultRuntime
+	}
+	if cfg.RuntimeRoot == "" {
+		cfg.RuntimeRoot = defaultRuntimeRoot
+	}
+	if cfg.Capacity == 0 {
+		cfg.Capacity = defaultCapacity
+	}
+	if cfg.PinDir == "" {
+		cfg.PinDir = filepath.Join(o.Root, "bpf")
+	}
+	for _, d := range []string{o.Root, o.State} {
+		if err := os.MkdirAll(d, 0711); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(cfg.PinDir, 0700); err != nil {
+		return nil, err
+	}
+
+	mon, err := exitmon.Open(cfg.PinDir, exitmon.Options{Capacity: cfg.Capacity})
+	if err != nil {
+		return nil, fmt.Errorf("embed: open exit monitor at %s: %w", cfg.PinDir, err)
+	}
+	// Events of exits found by restore wait until clients can see them.
+	held := newHeldPublisher(o.Publisher)
+	m := newManager(managerOpts{
+		root:     o.Root,
+		state:    o.State,
+		config:   cfg,
+		events:   held,
+		monitor:  mon,
+		mounter:  o.Mounter,
+		decoders: o.Decoders,
+	})
+	if err := m.restore(ctx); err != nil {
+		mon.Close()
+		return nil, err
+	}
+	held.restored(o.Address)
+	m.startExitLoop()
+	return m, nil
+}
