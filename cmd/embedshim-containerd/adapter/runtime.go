@@ -33,6 +33,9 @@ func (r *runtime) Create(ctx context.Context, id string, opts rt.CreateOpts) (_ 
 	if err != nil {
 		return nil, err
 	}
+	if err := r.validateRuntimeFeatures(ctx, opts); err != nil {
+		return nil, fmt.Errorf("failed to validate OCI runtime features: %w", err)
+	}
 	rootfs, err := r.activate(ctx, id, opts.Rootfs)
 	if err != nil {
 		return nil, err
