@@ -12,7 +12,6 @@ package runtime
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/containerd/containerd/events/exchange"
 	"github.com/containerd/containerd/metadata"
@@ -46,7 +45,8 @@ type Config struct {
 	// Capacity is the number of processes the exit monitor can track at once.
 	Capacity uint32 `toml:"capacity"`
 	// PinDir is where the BPF maps and link are pinned (a private bpffs is
-	// mounted there if needed). Default: <plugin root>/bpf.
+	// mounted there if needed, unless it is under /sys/fs/bpf). Default:
+	// exitmon.DefaultPinDir(<plugin root>), in the host's bpffs.
 	PinDir string `toml:"pin_dir"`
 	// SystemdCgroup asks runc to use the systemd cgroup driver unless the
 	// container's runtime options say otherwise.
@@ -86,16 +86,13 @@ func newPlugin(ic *plugin.InitContext) (interface{}, error) {
 		cfg.Capacity = defaultCapacity
 	}
 	if cfg.PinDir == "" {
-		cfg.PinDir = filepath.Join(ic.Root, "bpf")
+		cfg.PinDir = exitmon.DefaultPinDir(ic.Root)
 	}
 
 	for _, d := range []string{ic.Root, ic.State} {
 		if err := os.MkdirAll(d, 0711); err != nil {
 			return nil, err
 		}
-	}
-	if err := os.MkdirAll(cfg.PinDir, 0700); err != nil {
-		return nil, err
 	}
 
 	m, err := ic.Get(plugin.MetadataPlugin)
@@ -107,7 +104,7 @@ func newPlugin(ic *plugin.InitContext) (interface{}, error) {
 		return nil, err
 	}
 
-	mon, err := exitmon.Open(cfg.PinDir, exitmon.Options{Capacity: cfg.Capacity})
+	mon, err := exitmon.Open(cfg.PinDir, exitmon.Options{Capacity: cfg.Capacity, TakeOver: exitmon.OldDefaultPinDir(ic.Root)})
 	if err != nil {
 		return nil, fmt.Errorf("embed: open exit monitor at %s: %w", cfg.PinDir, err)
 	}
