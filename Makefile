@@ -7,8 +7,13 @@ GO ?= go
 export PATH := /usr/local/go/bin:/usr/sbin:$(PATH)
 export CGO_ENABLED := 1
 # go/exitmon finds the C core through pkg-config (embedshim.pc, written by the
-# core's build with the library's content hash, so Go relinks when it changes).
+# core's build). cmd/go keys its cache on the CGO_* variables, not on the
+# library: the library's content hash (embedshim.hash), read when each recipe
+# runs (after `core`), makes go/exitmon rebuild and every Go binary relink
+# when the C core changed. (Recursive `=`: expanded per recipe, not now.)
 export PKG_CONFIG_PATH := $(CURDIR)/$(BUILD_DIR)/pkgconfig$(if $(PKG_CONFIG_PATH),:$(PKG_CONFIG_PATH))
+ES_CGO_CFLAGS := $(or $(CGO_CFLAGS),-O2 -g)
+export CGO_CFLAGS = $(ES_CGO_CFLAGS) -DEMBEDSHIM_CORE_HASH=$(shell cat $(CURDIR)/$(BUILD_DIR)/pkgconfig/embedshim.hash 2>/dev/null)
 # static_build: containerd then leaves out Go plugin loading, whose -rdynamic
 # link cannot take Debian's non-PIC libbpf.a (see mk/containerd.mk).
 GO_TAGS := urfave_cli_no_docs static_build

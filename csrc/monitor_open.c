@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Opening and closing the monitor: load, attach and pin the BPF object, or
- * reopen the pins an earlier monitor left; bpffs mounting; capability checks
+ * reopen the pins an earlier monitor left; removing pins; capability checks
  * with messages that name what is missing.
  */
 #include <dirent.h>
@@ -13,9 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -182,7 +180,8 @@ cleanup:
 	return rc;
 }
 
-/* Open a pinned map and check it has the layout this binary expects. */
+/* Open a pinned map and check it has the layout this binary expects;
+ * *max_entries (if not NULL) is its capacity. */
 static int open_pinned_map(const char *path, uint32_t key_size,
 			   uint32_t value_size, uint32_t *max_entries,
 			   char *err, size_t errlen)
@@ -212,7 +211,8 @@ static int open_pinned_map(const char *path, uint32_t key_size,
 			      path, info.key_size, info.value_size,
 			      ES_LAYOUT_VERSION, key_size, value_size);
 	}
-	*max_entries = info.max_entries;
+	if (max_entries)
+		*max_entries = info.max_entries;
 	return fd;
 }
 
@@ -254,7 +254,7 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 						     ES_DEFAULT_CAPACITY;
 	struct epoll_event ev = {.events = EPOLLIN};
 	struct es_monitor *m;
-	uint32_t max_reg, max_ex, unused;
+	uint32_t max_reg, max_ex;
 	int rc;
 
 	libbpf_set_print(quiet_libbpf);
@@ -295,7 +295,7 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 		goto cleanup;
 	m->exits_fd = rc;
 	rc = open_pinned_map(p.recent, sizeof(struct es_key),
-			     sizeof(struct es_exit), &unused, err, errlen);
+			     sizeof(struct es_exit), NULL, err, errlen);
 	if (rc < 0)
 		goto cleanup;
 	m->recent_fd = rc;

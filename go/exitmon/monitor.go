@@ -5,8 +5,10 @@
 //
 // It is the only cgo package of embedshim. The C library, libbpf, libelf and
 // libz are linked statically, found through pkg-config: build the C library
-// first (make core) and set PKG_CONFIG_PATH=<repo>/_output/build/pkgconfig
-// (the Makefile exports it).
+// first (make core) and set PKG_CONFIG_PATH=<repo>/_output/build/pkgconfig.
+// The Makefile exports it, and CGO_CFLAGS with the library's hash so that Go
+// relinks when the C core changed; builds outside make do not see C changes
+// unless they set CGO_CFLAGS the same way.
 package exitmon
 
 /*
@@ -14,14 +16,16 @@ package exitmon
 #include <stdlib.h>
 #include "embedshim/monitor.h"
 
-// The library's content hash, from embedshim.pc's Cflags, kept in this
-// package's object: cmd/go hashes pkg-config's output but not the library
-// it names, so this is what makes a changed C core change this package and
-// relink every binary that uses it.
+// The library's content hash (CGO_CFLAGS, set by the Makefile), kept in this
+// package's object: cmd/go keys its cache on CGO_CFLAGS but not on the
+// library it links, so this is what makes a changed C core change this
+// package and relink every binary that uses it.
+#ifdef EMBEDSHIM_CORE_HASH
 #define ES_STR2(x) #x
 #define ES_STR(x) ES_STR2(x)
 __attribute__((used)) static const char embedshim_core_hash[] =
 	ES_STR(EMBEDSHIM_CORE_HASH);
+#endif
 */
 import "C"
 
