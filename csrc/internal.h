@@ -77,6 +77,9 @@ int es_ident_of_pidfd(int pidfd, int pid, uint64_t *ident);
 
 int es_pidfd_open(int pid);
 
+/* CLOCK_MONOTONIC in ns, the BPF program's bpf_ktime_get_ns() clock. */
+uint64_t es_mono_ns(void);
+
 /* Add a live pidfd to the epoll set; takes ownership of pidfd. A process
  * polled already is not added again (its exit would come twice): -EEXIST. */
 int es_track(struct es_monitor *m, int pidfd, const struct es_key *key);

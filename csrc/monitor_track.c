@@ -16,7 +16,7 @@
 
 #include "internal.h"
 
-static uint64_t mono_ns(void)
+uint64_t es_mono_ns(void)
 {
 	struct timespec ts;
 
@@ -74,7 +74,7 @@ static void fill_event(struct es_exit_event *ev, const struct es_key *key,
 	ev->pid = key->pid;
 	ev->ident = key->ident;
 	ev->status = rec ? rec->status : 0;
-	ev->exit_ns = rec ? rec->exit_ns : mono_ns();
+	ev->exit_ns = rec ? rec->exit_ns : es_mono_ns();
 	ev->err = rec ? 0 : -ENODATA;
 }
 

@@ -11,20 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
 
 #include "internal.h"
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
 
 static bool pidfd_exited(int pidfd)
 {
@@ -101,7 +92,7 @@ static int identify(int pidfd, int pid, uint64_t expect_ident,
 static int insert_registration(struct es_monitor *m, const struct es_key *key,
 			       char *err, size_t errlen)
 {
-	struct es_reg reg = {.registered_ns = mono_ns()};
+	struct es_reg reg = {.registered_ns = es_mono_ns()};
 	int rc;
 
 	if (bpf_map_update_elem(m->reg_fd, key, &reg, BPF_NOEXIST) == 0)
