@@ -237,27 +237,36 @@ static void background_stop(void)
 }
 
 /* ns per es_monitor_lookup of a polled process and per es_monitor_forget of
- * an unknown one, with the background registered. */
+ * an unknown one, with the background registered: the best of 20 batches,
+ * so that a loaded machine's preemptions do not hide the cost itself. */
 static void micro(double *lookup_ns, double *forget_ns)
 {
 	struct es_exit_event ev;
+	double l, f;
 	uint64_t t0;
-	int i, reps = bg.n < 1000 ? 1000 : bg.n;
+	int b, i, reps = bg.n < 1000 ? 1000 : bg.n;
 
 	*lookup_ns = *forget_ns = 0;
 	if (!bg.n)
 		return;
-	t0 = mono_ns();
-	for (i = 0; i < reps; i++)
-		if (es_monitor_lookup(mon, bg.pid[i % bg.n], bg.ident[i % bg.n],
-				      &ev, NULL, 0) != 0)
-			mismatch("lookup of background child %d",
-				 bg.pid[i % bg.n]);
-	*lookup_ns = (double)(mono_ns() - t0) / reps;
-	t0 = mono_ns();
-	for (i = 0; i < reps; i++)
-		es_monitor_forget(mon, 1, i + 1); /* never registered */
-	*forget_ns = (double)(mono_ns() - t0) / reps;
+	for (b = 0; b < 20; b++) {
+		t0 = mono_ns();
+		for (i = 0; i < reps; i++)
+			if (es_monitor_lookup(mon, bg.pid[i % bg.n],
+					      bg.ident[i % bg.n], &ev, NULL,
+					      0) != 0)
+				mismatch("lookup of background child %d",
+					 bg.pid[i % bg.n]);
+		l = (double)(mono_ns() - t0) / reps;
+		t0 = mono_ns();
+		for (i = 0; i < reps; i++)
+			es_monitor_forget(mon, 1, i + 1); /* never registered */
+		f = (double)(mono_ns() - t0) / reps;
+		if (!b || l < *lookup_ns)
+			*lookup_ns = l;
+		if (!b || f < *forget_ns)
+			*forget_ns = f;
+	}
 }
 
 static int cmp_u64(const void *a, const void *b)
