@@ -84,6 +84,7 @@ static int start_ticks(int pid, uint64_t *ticks)
 int es_ident_of_pidfd(int pidfd, int pid, uint64_t *ident)
 {
 	struct stat st;
+	int rc;
 
 	if (es_ident_kind() == ES_IDENT_PIDFS_INO) {
 		if (fstat(pidfd, &st) < 0)
@@ -91,9 +92,15 @@ int es_ident_of_pidfd(int pidfd, int pid, uint64_t *ident)
 		*ident = st.st_ino;
 		return 0;
 	}
-	/* The pidfd pins the struct pid, so the pid cannot be reused while
-	 * we read /proc: this is the pidfd's process. */
-	return start_ticks(pid, ident);
+	rc = start_ticks(pid, ident);
+	if (rc)
+		return rc;
+	/* The pidfd keeps the struct pid, not the number: once the process
+	 * is reaped, /proc/<pid> may be another process. Still there (alive
+	 * or a zombie) after the read, the pid was the pidfd's process's. */
+	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+		return -errno;
+	return 0;
 }
 
 int es_process_ident(int pid, uint64_t *ident, char *err, size_t errlen)

@@ -8,16 +8,9 @@
 #include <linux/types.h>
 
 #include "embedshim/monitor.h"
+#include "error.h"
 #include "exitsnoop.h"
-
-/* A process being polled: its pidfd sits in the epoll set with the slot
- * index and generation as data, so an event for a slot that was forgotten
- * (and maybe reused) meanwhile is recognised and dropped. */
-struct es_slot {
-	int pidfd; /* -1 when free */
-	uint32_t gen;
-	struct es_key key;
-};
+#include "slots.h"
 
 #define ES_MAX_WOKEN 64
 
@@ -36,22 +29,40 @@ struct es_monitor {
 	int wakefd; /* eventfd in the epoll set; readable once woken */
 	uint32_t capacity;
 
+	/* Processes being polled: each pidfd sits in the epoll set with its
+	 * slot's index and generation as data, so an event for a slot that
+	 * was forgotten (and maybe reused) meanwhile is recognised and
+	 * dropped; the ring-buffer path finds slots by key. Both claim a slot
+	 * under the lock, so each exit is delivered once. */
 	pthread_mutex_t lock; /* guards slots */
-	struct es_slot *slots;
-	uint32_t nslots;
+	struct es_slots slots;
 };
 
 #define ES_WAKE_TOKEN UINT64_MAX
 #define ES_RING_TOKEN (UINT64_MAX - 1)
 
-/* printf into the caller's error buffer (may be NULL); returns rc. */
-int es_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
 /* Take over the entries of older layout versions' pins under pin_dir
  * (see migrate.c); returns how many versions were migrated. */
 int es_migrate_older(struct es_monitor *m, const char *pin_dir, char *err,
 		     size_t errlen);
+
+/* Take over the pins under another pin dir, old_dir (NULL: none), then
+ * remove it with the bpffs mounted there (see migrate.c). */
+int es_take_over(struct es_monitor *m, const char *pin_dir, const char *old_dir,
+		 char *err, size_t errlen);
+
+/* The host's bpffs mount point. */
+#define ES_HOST_BPFFS "/sys/fs/bpf"
+
+bool es_is_bpffs(const char *path);
+
+/* Create pin_dir (mode 0700) on a bpffs: the host's, mounted if needed, for
+ * a pin dir under ES_HOST_BPFFS, else a private one mounted at pin_dir. */
+int es_ensure_bpffs(const char *pin_dir, char *err, size_t errlen);
+
+/* Unmount the bpffs mounted at pin_dir, if any, and remove the directory
+ * if it is empty. */
+int es_remove_pin_dir(const char *pin_dir, char *err, size_t errlen);
 
 /* Is this kernel (release string, BTF file) able to run the monitor? */
 int es_check_kernel(const char *release, const char *btf_path, char *err,
@@ -60,14 +71,17 @@ int es_check_kernel(const char *release, const char *btf_path, char *err,
 /* Identity kind this kernel supports (pidfs inode or start ticks). */
 enum es_ident_kind es_ident_kind(void);
 
-/* Identity of the process behind pidfd (pid is its number). */
+/* Identity of the process behind pidfd (pid is its number); -ESRCH if it
+ * was reaped meanwhile. */
 int es_ident_of_pidfd(int pidfd, int pid, uint64_t *ident);
 
 int es_pidfd_open(int pid);
 
-/* Add a live pidfd to the epoll set; takes ownership of pidfd. With once,
- * a process polled already is not added again: -EEXIST. */
-int es_track(struct es_monitor *m, int pidfd, const struct es_key *key,
-	     bool once);
+/* CLOCK_MONOTONIC in ns, the BPF program's bpf_ktime_get_ns() clock. */
+uint64_t es_mono_ns(void);
+
+/* Add a live pidfd to the epoll set; takes ownership of pidfd. A process
+ * polled already is not added again (its exit would come twice): -EEXIST. */
+int es_track(struct es_monitor *m, int pidfd, const struct es_key *key);
 
 #endif /* EMBEDSHIM_INTERNAL_H */

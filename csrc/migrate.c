@@ -7,6 +7,9 @@
  * maps and the old program detached; anything else is left alone, never
  * misread.
  *
+ * The same moves take over a whole pin dir of this layout at another place
+ * (es_take_over): the previous default location of the pins.
+ *
  * Order matters: registrations first, so that from then on the new program
  * records those processes' exits too; then the records; then the old link is
  * unpinned (the old program stops); then the records once more, for exits the
@@ -18,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -133,4 +137,39 @@ int es_migrate_older(struct es_monitor *m, const char *pin_dir, char *err,
 		moved += rc;
 	}
 	return moved;
+}
+
+static bool same_dir(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 &&
+	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int es_take_over(struct es_monitor *m, const char *pin_dir, const char *old_dir,
+		 char *err, size_t errlen)
+{
+	char vdir[PATH_MAX];
+	int v, rc, moved = 0, left = 0;
+
+	if (!old_dir || !*old_dir || access(old_dir, F_OK) != 0 ||
+	    same_dir(pin_dir, old_dir))
+		return 0;
+	for (v = 1; v <= ES_LAYOUT_VERSION; v++) {
+		snprintf(vdir, sizeof(vdir), "%s/v%d", old_dir, v);
+		if (access(vdir, F_OK) != 0)
+			continue;
+		rc = migrate_version(m, vdir, err, errlen);
+		if (rc < 0)
+			return rc;
+		moved += rc;
+		left += !rc;
+	}
+	/* Pins of a layout we cannot read (a newer binary's) stay, and so
+	 * does their bpffs. */
+	if (left)
+		return moved;
+	rc = es_remove_pin_dir(old_dir, err, errlen);
+	return rc < 0 ? rc : moved;
 }

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Opening and closing the monitor: load, attach and pin the BPF object, or
- * reopen the pins an earlier monitor left; bpffs mounting; capability checks
+ * reopen the pins an earlier monitor left; removing pins; capability checks
  * with messages that name what is missing.
  */
+#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,9 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -25,22 +23,6 @@
 
 #include "internal.h"
 #include "exitsnoop.skel.h"
-
-#ifndef BPF_FS_MAGIC
-#define BPF_FS_MAGIC 0xcafe4a11
-#endif
-
-int es_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 static int quiet_libbpf(enum libbpf_print_level level, const char *fmt,
 			va_list args)
@@ -103,69 +85,6 @@ static bool tp_has_group_dead(void)
 	}
 	btf__free(btf);
 	return has;
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX], *p;
-
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return -ENAMETOOLONG;
-	for (p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-static bool is_bpffs(const char *path)
-{
-	struct statfs sfs;
-
-	return statfs(path, &sfs) == 0 && sfs.f_type == BPF_FS_MAGIC;
-}
-
-/* Only a bpffs we mounted ourselves is unmounted: a pin dir inside the
- * host's /sys/fs/bpf is left alone. */
-static bool is_mount_point(const char *path)
-{
-	char parent[PATH_MAX];
-	struct stat a, b;
-
-	snprintf(parent, sizeof(parent), "%s/..", path);
-	return stat(path, &a) == 0 && stat(parent, &b) == 0 &&
-	       a.st_dev != b.st_dev;
-}
-
-/* A private bpffs per pin dir keeps monitors independent and the pins
- * unreadable to others. */
-static int ensure_bpffs(const char *pin_dir, char *err, size_t errlen)
-{
-	int rc = mkdir_p(pin_dir, 0700);
-	struct stat st;
-
-	if (rc < 0)
-		return es_err(err, errlen, rc, "cannot create pin dir %s: %s",
-			      pin_dir, strerror(-rc));
-	if (stat(pin_dir, &st) == 0 && !S_ISDIR(st.st_mode))
-		return es_err(err, errlen, -ENOTDIR,
-			      "pin dir %s is not a directory", pin_dir);
-	if (is_bpffs(pin_dir))
-		return 0;
-	if (mount("bpffs", pin_dir, "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-		  "mode=0700") < 0) {
-		rc = -errno;
-		return es_err(err, errlen, rc,
-			      "bpffs cannot be mounted at %s: %s", pin_dir,
-			      strerror(-rc));
-	}
-	return 0;
 }
 
 struct pin_paths {
@@ -261,7 +180,8 @@ cleanup:
 	return rc;
 }
 
-/* Open a pinned map and check it has the layout this binary expects. */
+/* Open a pinned map and check it has the layout this binary expects;
+ * *max_entries (if not NULL) is its capacity. */
 static int open_pinned_map(const char *path, uint32_t key_size,
 			   uint32_t value_size, uint32_t *max_entries,
 			   char *err, size_t errlen)
@@ -291,7 +211,8 @@ static int open_pinned_map(const char *path, uint32_t key_size,
 			      path, info.key_size, info.value_size,
 			      ES_LAYOUT_VERSION, key_size, value_size);
 	}
-	*max_entries = info.max_entries;
+	if (max_entries)
+		*max_entries = info.max_entries;
 	return fd;
 }
 
@@ -333,14 +254,14 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 						     ES_DEFAULT_CAPACITY;
 	struct epoll_event ev = {.events = EPOLLIN};
 	struct es_monitor *m;
-	uint32_t max_reg, max_ex, max_recent;
+	uint32_t max_reg, max_ex;
 	int rc;
 
 	libbpf_set_print(quiet_libbpf);
 	rc = check_kernel(err, errlen);
 	if (rc)
 		return rc;
-	rc = ensure_bpffs(pin_dir, err, errlen);
+	rc = es_ensure_bpffs(pin_dir, err, errlen);
 	if (rc)
 		return rc;
 	pin_paths(pin_dir, &p);
@@ -361,6 +282,7 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 	m->reg_fd = m->exits_fd = m->recent_fd = m->wakeups_fd = m->epfd =
 		m->wakefd = -1;
 	pthread_mutex_init(&m->lock, NULL);
+	es_slots_init(&m->slots);
 
 	rc = open_pinned_map(p.reg, sizeof(struct es_key),
 			     sizeof(struct es_reg), &max_reg, err, errlen);
@@ -373,7 +295,7 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 		goto cleanup;
 	m->exits_fd = rc;
 	rc = open_pinned_map(p.recent, sizeof(struct es_key),
-			     sizeof(struct es_exit), &max_recent, err, errlen);
+			     sizeof(struct es_exit), NULL, err, errlen);
 	if (rc < 0)
 		goto cleanup;
 	m->recent_fd = rc;
@@ -382,6 +304,10 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 		goto cleanup;
 	m->capacity = max_reg < max_ex ? max_reg : max_ex;
 	rc = es_migrate_older(m, pin_dir, err, errlen);
+	if (rc < 0)
+		goto cleanup;
+	rc = es_take_over(m, pin_dir, opts ? opts->take_over_dir : NULL, err,
+			  errlen);
 	if (rc < 0)
 		goto cleanup;
 
@@ -416,10 +342,10 @@ void es_monitor_close(struct es_monitor *m)
 
 	if (!m)
 		return;
-	for (i = 0; i < m->nslots; i++)
-		if (m->slots[i].pidfd >= 0)
-			close(m->slots[i].pidfd);
-	free(m->slots);
+	for (i = 0; i < m->slots.n; i++)
+		if (m->slots.slot[i].pidfd >= 0)
+			close(m->slots.slot[i].pidfd);
+	es_slots_free(&m->slots);
 	if (m->wakefd >= 0)
 		close(m->wakefd);
 	if (m->epfd >= 0)
@@ -442,36 +368,72 @@ uint32_t es_monitor_capacity(const struct es_monitor *m)
 	return m->capacity;
 }
 
+/* A layout version's pin directory: "v" and digits. */
+static bool is_version_dir(const char *name)
+{
+	if (name[0] != 'v' || !name[1])
+		return false;
+	for (name++; *name; name++)
+		if (*name < '0' || *name > '9')
+			return false;
+	return true;
+}
+
+/* Link first: once its pin is gone the program is detached (when no fd
+ * holds it), so no record is written into half-removed maps. */
+static int destroy_version(const char *pin_dir, const char *name)
+{
+	char vdir[PATH_MAX], path[PATH_MAX + 256];
+	struct dirent *e;
+	int rc = 0;
+	DIR *d;
+
+	snprintf(vdir, sizeof(vdir), "%s/%s", pin_dir, name);
+	snprintf(path, sizeof(path), "%s/link", vdir);
+	if (unlink(path) < 0 && errno != ENOENT)
+		rc = -errno;
+	d = opendir(vdir);
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", vdir, e->d_name);
+		if (unlink(path) < 0 && errno != ENOENT && !rc)
+			rc = -errno;
+	}
+	if (d)
+		closedir(d);
+	if (rmdir(vdir) < 0 && errno != ENOENT && !rc)
+		rc = -errno;
+	return rc;
+}
+
 int es_pins_destroy(const char *pin_dir, char *err, size_t errlen)
 {
-	const char *files[5];
-	struct pin_paths p;
-	int i, rc = 0;
+	char vdirs[16][32];
+	struct dirent *e;
+	int i, n = 0, rc = 0;
+	DIR *d;
 
-	pin_paths(pin_dir, &p);
-	/* Link first: once its pin is gone the program is detached (when no
-	 * fd holds it), so no record is written into half-removed maps. */
-	files[0] = p.link;
-	files[1] = p.reg;
-	files[2] = p.exits;
-	files[3] = p.recent;
-	files[4] = p.wakeups;
-	for (i = 0; i < 5; i++)
-		if (unlink(files[i]) < 0 && errno != ENOENT && !rc)
-			rc = -errno;
-	if (rmdir(p.vdir) < 0 && errno != ENOENT && !rc)
-		rc = -errno;
+	d = opendir(pin_dir);
+	if (!d && errno == ENOENT)
+		return 0;
+	if (!d)
+		return es_err(err, errlen, -errno, "cannot read %s: %s",
+			      pin_dir, strerror(errno));
+	/* Every layout version's pins, nothing else. */
+	while ((e = readdir(d)) && n < 16)
+		if (is_version_dir(e->d_name) && strlen(e->d_name) < 32)
+			strcpy(vdirs[n++], e->d_name);
+	closedir(d);
+	for (i = 0; i < n; i++) {
+		int r = destroy_version(pin_dir, vdirs[i]);
+
+		if (r && !rc)
+			rc = r;
+	}
 	if (rc)
 		return es_err(err, errlen, rc,
 			      "cannot remove pins under %s: %s", pin_dir,
 			      strerror(-rc));
-	if (is_bpffs(pin_dir) && is_mount_point(pin_dir) &&
-	    umount2(pin_dir, MNT_DETACH) < 0)
-		return es_err(err, errlen, -errno, "cannot unmount %s: %s",
-			      pin_dir, strerror(errno));
-	if (rmdir(pin_dir) < 0 && errno != ENOENT && errno != ENOTEMPTY &&
-	    errno != EBUSY)
-		return es_err(err, errlen, -errno, "cannot remove %s: %s",
-			      pin_dir, strerror(errno));
-	return 0;
+	return es_remove_pin_dir(pin_dir, err, errlen);
 }

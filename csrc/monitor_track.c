@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Tracking: registering processes, the pidfd epoll loop that says when they
- * exited, and reading, listing and deleting their records.
+ * Tracking: the pidfd epoll loop and the ring buffer that say when
+ * registered processes exited, and reading, listing and deleting their
+ * records.
  */
 #include <errno.h>
-#include <poll.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,19 +16,12 @@
 
 #include "internal.h"
 
-static uint64_t mono_ns(void)
+uint64_t es_mono_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static bool pidfd_exited(int pidfd)
-{
-	struct pollfd p = {.fd = pidfd, .events = POLLIN};
-
-	return poll(&p, 1, 0) == 1;
 }
 
 static bool have_record(struct es_monitor *m, const struct es_key *key,
@@ -37,49 +30,16 @@ static bool have_record(struct es_monitor *m, const struct es_key *key,
 	return bpf_map_lookup_elem(m->exits_fd, key, rec) == 0;
 }
 
-/* Slot allocation under m->lock; the table grows and never shrinks. */
-static int slot_get(struct es_monitor *m)
-{
-	struct es_slot *s;
-	uint32_t i, n;
-
-	for (i = 0; i < m->nslots; i++)
-		if (m->slots[i].pidfd < 0)
-			return i;
-	n = m->nslots ? m->nslots * 2 : 64;
-	s = realloc(m->slots, n * sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	for (i = m->nslots; i < n; i++)
-		s[i] = (struct es_slot){.pidfd = -1};
-	m->slots = s;
-	i = m->nslots;
-	m->nslots = n;
-	return i;
-}
-
+/* Under m->lock: take slot i off the poll set and free it. */
 static void slot_release(struct es_monitor *m, uint32_t i)
 {
-	epoll_ctl(m->epfd, EPOLL_CTL_DEL, m->slots[i].pidfd, NULL);
-	close(m->slots[i].pidfd);
-	m->slots[i].pidfd = -1;
-	m->slots[i].gen++;
+	int pidfd = es_slots_remove(&m->slots, i);
+
+	epoll_ctl(m->epfd, EPOLL_CTL_DEL, pidfd, NULL);
+	close(pidfd);
 }
 
-/* Under m->lock: the slot polling key, or -1. */
-static int slot_find(struct es_monitor *m, const struct es_key *key)
-{
-	uint32_t i;
-
-	for (i = 0; i < m->nslots; i++)
-		if (m->slots[i].pidfd >= 0 && m->slots[i].key.pid == key->pid &&
-		    m->slots[i].key.ident == key->ident)
-			return i;
-	return -1;
-}
-
-int es_track(struct es_monitor *m, int pidfd, const struct es_key *key,
-	     bool once)
+int es_track(struct es_monitor *m, int pidfd, const struct es_key *key)
 {
 	struct epoll_event ev = {.events = EPOLLIN};
 	int i, rc = 0;
@@ -87,21 +47,19 @@ int es_track(struct es_monitor *m, int pidfd, const struct es_key *key,
 	pthread_mutex_lock(&m->lock);
 	/* Polled already (a repeated lookup): a second slot would deliver
 	 * the exit twice. */
-	if (once && slot_find(m, key) >= 0) {
+	if (es_slots_find(&m->slots, key) >= 0) {
 		rc = -EEXIST;
 		goto out;
 	}
-	i = slot_get(m);
+	i = es_slots_insert(&m->slots, key, pidfd);
 	if (i < 0) {
 		rc = i;
 		goto out;
 	}
-	m->slots[i].pidfd = pidfd;
-	m->slots[i].key = *key;
-	ev.data.u64 = ((uint64_t)m->slots[i].gen << 32) | (uint32_t)i;
+	ev.data.u64 = ((uint64_t)m->slots.slot[i].gen << 32) | (uint32_t)i;
 	if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, pidfd, &ev) < 0) {
 		rc = -errno;
-		m->slots[i].pidfd = -1;
+		es_slots_remove(&m->slots, i);
 	}
 out:
 	pthread_mutex_unlock(&m->lock);
@@ -110,124 +68,13 @@ out:
 	return rc;
 }
 
-static int do_register(struct es_monitor *m, int pid, uint64_t expect_ident,
-		       bool adopt, uint64_t *ident_out, char *err,
-		       size_t errlen)
-{
-	struct es_reg reg = {.registered_ns = mono_ns()};
-	struct es_key key = {.pid = pid};
-	struct es_exit rec;
-	uint64_t ident;
-	int pidfd, rc;
-
-	/* pidfd first: from here on the pid cannot be recycled under us. */
-	pidfd = es_pidfd_open(pid);
-	if (pidfd == -ESRCH)
-		return es_err(err, errlen, -ESRCH, "process %d already exited",
-			      pid);
-	if (pidfd == -EINVAL)
-		return es_err(err, errlen, -EINVAL,
-			      "pid %d is not a process (thread group leader)",
-			      pid);
-	if (pidfd < 0)
-		return es_err(err, errlen, pidfd, "process %d: pidfd_open: %s",
-			      pid, strerror(-pidfd));
-
-	rc = es_ident_of_pidfd(pidfd, pid, &ident);
-	key.ident = ident;
-	if (rc) {
-		es_err(err, errlen, rc == -ENOENT ? -ESRCH : rc,
-		       "process %d: cannot read its identity: %s", pid,
-		       strerror(-rc));
-		rc = rc == -ENOENT ? -ESRCH : rc;
-		goto fail;
-	}
-	if (expect_ident && key.ident != expect_ident) {
-		rc = es_err(err, errlen, -ESTALE,
-			    "pid %d is not the expected process (identity "
-			    "%llu, expected %llu): its pid was reused",
-			    pid, (unsigned long long)key.ident,
-			    (unsigned long long)expect_ident);
-		goto fail;
-	}
-
-	/* A zombie already: its exit happened before we knew of it. Only an
-	 * adopter, which kept it from being reaped, may take its status from
-	 * the recent-exits map. */
-	if (!adopt && pidfd_exited(pidfd)) {
-		rc = es_err(err, errlen, -ESRCH,
-			    "process %d exited before it was registered", pid);
-		goto fail;
-	}
-
-	if (bpf_map_update_elem(m->reg_fd, &key, &reg, BPF_NOEXIST) < 0) {
-		rc = -errno;
-		if (rc == -E2BIG)
-			es_err(err, errlen, rc = -ENOSPC,
-			       "tracking capacity %u reached", m->capacity);
-		else if (rc == -EEXIST)
-			es_err(err, errlen, rc,
-			       "process %d is already registered", pid);
-		else if (rc == -EPERM || rc == -EACCES)
-			es_err(err, errlen, rc,
-			       "no permission to update the registrations "
-			       "map: run as root or with CAP_BPF");
-		else
-			es_err(err, errlen, rc,
-			       "cannot register process %d: %s", pid,
-			       strerror(-rc));
-		goto fail;
-	}
-
-	/* If its last thread passed the tracepoint before the insert, the
-	 * BPF program filed the exit under "recent": adopt it. (Its pidfd may
-	 * not be readable yet: exit_notify comes after the tracepoint.) */
-	if (!have_record(m, &key, &rec) &&
-	    bpf_map_lookup_elem(m->recent_fd, &key, &rec) == 0)
-		bpf_map_update_elem(m->exits_fd, &key, &rec, BPF_NOEXIST);
-	if (adopt && pidfd_exited(pidfd) && !have_record(m, &key, &rec)) {
-		bpf_map_delete_elem(m->reg_fd, &key);
-		rc = es_err(err, errlen, -ESRCH,
-			    "process %d exited and its status was already "
-			    "dropped from the recent exits (more than %d exits "
-			    "since)",
-			    pid, ES_RECENT_EXITS);
-		goto fail;
-	}
-
-	rc = es_track(m, pidfd, &key, false);
-	if (rc) {
-		bpf_map_delete_elem(m->reg_fd, &key);
-		return es_err(err, errlen, rc, "cannot poll process %d: %s",
-			      pid, strerror(-rc));
-	}
-	if (ident_out)
-		*ident_out = key.ident;
-	return 0;
-fail:
-	close(pidfd);
-	return rc;
-}
-
-int es_monitor_register(struct es_monitor *m, int pid, uint64_t expect_ident,
-			uint64_t *ident_out, char *err, size_t errlen)
-{
-	return do_register(m, pid, expect_ident, false, ident_out, err, errlen);
-}
-
-int es_monitor_adopt(struct es_monitor *m, int pid, uint64_t *ident_out,
-		     char *err, size_t errlen)
-{
-	return do_register(m, pid, 0, true, ident_out, err, errlen);
-}
-
 static void fill_event(struct es_exit_event *ev, const struct es_key *key,
 		       const struct es_exit *rec)
 {
 	ev->pid = key->pid;
 	ev->ident = key->ident;
 	ev->status = rec ? rec->status : 0;
-	ev->exit_ns = rec ? rec->exit_ns : mono_ns();
+	ev->exit_ns = rec ? rec->exit_ns : es_mono_ns();
 	ev->err = rec ? 0 : -ENODATA;
 }
 
@@ -241,9 +88,9 @@ static bool claim_slot(struct es_monitor *m, uint32_t idx, uint32_t gen,
 	pthread_mutex_lock(&m->lock);
 	/* A slot forgotten (and perhaps reused) since epoll_wait returned is
 	 * not this event's process any more. */
-	if (idx < m->nslots && m->slots[idx].pidfd >= 0 &&
-	    m->slots[idx].gen == gen) {
-		*key = m->slots[idx].key;
+	if (idx < m->slots.n && m->slots.slot[idx].pidfd >= 0 &&
+	    m->slots.slot[idx].gen == gen) {
+		*key = m->slots.slot[idx].key;
 		slot_release(m, idx);
 		ours = true;
 	}
@@ -263,9 +110,9 @@ static int drain_ring(struct es_monitor *m, struct es_exit_event *evs, int max)
 	ring_buffer__consume(m->ring);
 	for (i = 0; i < m->nwoken && out < max; i++) {
 		pthread_mutex_lock(&m->lock);
-		idx = slot_find(m, &m->woken[i]);
+		idx = es_slots_find(&m->slots, &m->woken[i]);
 		if (idx >= 0) {
-			key = m->slots[idx].key;
+			key = m->slots.slot[idx].key;
 			slot_release(m, idx);
 		}
 		pthread_mutex_unlock(&m->lock);
@@ -309,13 +156,10 @@ int es_monitor_wait(struct es_monitor *m, struct es_exit_event *evs, int max,
 
 void es_monitor_wake(struct es_monitor *m)
 {
-	uint64_t one = 1;
-
 	/* Never read back: the eventfd stays readable, so every later wait
-	 * returns at once. */
-	if (write(m->wakefd, &one, sizeof(one)) < 0) {
-		/* Only fails if the counter would overflow: already woken. */
-	}
+	 * returns at once. It only fails if the counter would overflow, that
+	 * is when woken already. */
+	eventfd_write(m->wakefd, 1);
 }
 
 int es_monitor_lookup(struct es_monitor *m, int pid, uint64_t ident,
@@ -353,7 +197,7 @@ int es_monitor_lookup(struct es_monitor *m, int pid, uint64_t ident,
 			      "no exit record",
 			      pid, (unsigned long long)ident);
 	}
-	rc = es_track(m, pidfd, &key, true);
+	rc = es_track(m, pidfd, &key);
 	if (rc == -EEXIST)
 		return 0; /* polled already: its exit comes once */
 	if (rc)
@@ -368,7 +212,7 @@ int es_monitor_forget(struct es_monitor *m, int pid, uint64_t ident)
 	int i, rc = 0;
 
 	pthread_mutex_lock(&m->lock);
-	i = slot_find(m, &key);
+	i = es_slots_find(&m->slots, &key);
 	if (i >= 0)
 		slot_release(m, i);
 	pthread_mutex_unlock(&m->lock);

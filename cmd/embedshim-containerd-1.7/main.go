@@ -49,6 +49,7 @@ func init() {
 
 func main() {
 	app := command.App()
+	app.Commands = append(app.Commands, embedshimCommand())
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "embedshim-containerd: %s\n", err)
 		os.Exit(1)

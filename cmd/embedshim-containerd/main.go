@@ -47,6 +47,7 @@ func main() {
 		os.Exit(1)
 	}
 	app := command.App()
+	app.Commands = append(app.Commands, embedshimCommand())
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "embedshim-containerd: %s\n", err)
 		os.Exit(1)

@@ -14,7 +14,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/embedshim/embedshim/go/exitmon"
 )
@@ -35,7 +34,8 @@ type Config struct {
 	// Capacity is the number of processes the exit monitor can track at once.
 	Capacity uint32 `toml:"capacity"`
 	// PinDir is where the BPF maps and link are pinned (a private bpffs is
-	// mounted there if needed). Default: <plugin root>/bpf.
+	// mounted there if needed, unless it is under /sys/fs/bpf). Default:
+	// exitmon.DefaultPinDir(<plugin root>), in the host's bpffs.
 	PinDir string `toml:"pin_dir"`
 	// SystemdCgroup asks runc to use the systemd cgroup driver unless the
 	// container's runtime options say otherwise.
@@ -93,18 +93,17 @@ func Open(ctx context.Context, o Options) (*Manager, error) {
 		cfg.Capacity = defaultCapacity
 	}
 	if cfg.PinDir == "" {
-		cfg.PinDir = filepath.Join(o.Root, "bpf")
+		cfg.PinDir = exitmon.DefaultPinDir(o.Root)
 	}
 	for _, d := range []string{o.Root, o.State} {
 		if err := os.MkdirAll(d, 0711); err != nil {
 			return nil, err
 		}
 	}
-	if err := os.MkdirAll(cfg.PinDir, 0700); err != nil {
-		return nil, err
-	}
 
-	mon, err := exitmon.Open(cfg.PinDir, exitmon.Options{Capacity: cfg.Capacity})
+	// Pins of an older build at the old default location (inside the
+	// plugin root) are taken over.
+	mon, err := exitmon.Open(cfg.PinDir, exitmon.Options{Capacity: cfg.Capacity, TakeOver: exitmon.OldDefaultPinDir(o.Root)})
 	if err != nil {
 		return nil, fmt.Errorf("embed: open exit monitor at %s: %w", cfg.PinDir, err)
 	}

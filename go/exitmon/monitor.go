@@ -4,14 +4,28 @@
 // are pinned in bpffs and so survive a restart of the caller.
 //
 // It is the only cgo package of embedshim. The C library, libbpf, libelf and
-// libz are linked statically; build the C library first (make).
+// libz are linked statically, found through pkg-config: build the C library
+// first (make core) and set PKG_CONFIG_PATH=<repo>/_output/build/pkgconfig.
+// The Makefile exports it, and CGO_CFLAGS with the library's hash so that Go
+// relinks when the C core changed; builds outside make do not see C changes
+// unless they set CGO_CFLAGS the same way.
 package exitmon
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../csrc/include
-#cgo LDFLAGS: ${SRCDIR}/../../_output/build/libembedshim.a -l:libbpf.a -l:libelf.a -l:libz.a -lpthread
+#cgo pkg-config: embedshim
 #include <stdlib.h>
 #include "embedshim/monitor.h"
+
+// The library's content hash (CGO_CFLAGS, set by the Makefile), kept in this
+// package's object: cmd/go keys its cache on CGO_CFLAGS but not on the
+// library it links, so this is what makes a changed C core change this
+// package and relink every binary that uses it.
+#ifdef EMBEDSHIM_CORE_HASH
+#define ES_STR2(x) #x
+#define ES_STR(x) ES_STR2(x)
+__attribute__((used)) static const char embedshim_core_hash[] =
+	ES_STR(EMBEDSHIM_CORE_HASH);
+#endif
 */
 import "C"
 
@@ -34,6 +48,11 @@ type Options struct {
 	// Capacity is the number of processes that can be tracked at once;
 	// 0 means DefaultCapacity. Existing pins keep their capacity.
 	Capacity uint32
+	// TakeOver is another pin dir (e.g. OldDefaultPinDir) whose pins, if
+	// any, are taken over: registrations and exit records moved into this
+	// Monitor's maps, then the old pins removed and the bpffs mounted
+	// there unmounted. Empty or the pin dir itself: nothing to take over.
+	TakeOver string
 }
 
 // Key names a tracked process: its host pid and identity (pidfs inode, or
@@ -77,13 +96,20 @@ type Monitor struct {
 }
 
 // Open loads and attaches the BPF program and pins it with its maps under
-// pinDir (a private bpffs is mounted there unless it is one), or reopens the
-// pins an earlier Monitor left there, with their records.
+// pinDir, or reopens the pins an earlier Monitor left there, with their
+// records. A pinDir under HostBPFFS is created in the host's bpffs (mounted
+// if it is not); elsewhere a private bpffs is mounted at pinDir unless it is
+// on one already.
 func Open(pinDir string, opts Options) (*Monitor, error) {
 	cdir := C.CString(pinDir)
 	defer C.free(unsafe.Pointer(cdir))
 	var errbuf [errLen]C.char
 	copts := C.struct_es_open_opts{capacity: C.uint32_t(opts.Capacity)}
+	if opts.TakeOver != "" {
+		ctake := C.CString(opts.TakeOver)
+		defer C.free(unsafe.Pointer(ctake))
+		copts.take_over_dir = ctake
+	}
 	m := &Monitor{
 		exits:    make(chan Exit, 1024),
 		done:     make(chan struct{}),
@@ -118,6 +144,21 @@ func (m *Monitor) Register(pid int, ident uint64) (uint64, error) {
 	var out C.uint64_t
 	if rc := C.es_monitor_register(m.c, C.int(pid), C.uint64_t(ident), &out, &errbuf[0], errLen); rc != 0 {
 		return 0, newError("register", rc, &errbuf[0])
+	}
+	return uint64(out), nil
+}
+
+// Track starts tracking the process behind pidfd, whose pid is pid, and
+// returns its identity: one pidfd (the caller's, which it keeps, e.g. for
+// signals) from the caller's pidfd_open to the registration, so the pid
+// cannot be reused in between. Errors as Register (ErrExited for a process
+// that exited or was reaped), and EBADF / EINVAL if pidfd is no pidfd or
+// not pid's.
+func (m *Monitor) Track(pidfd, pid int) (uint64, error) {
+	var errbuf [errLen]C.char
+	var out C.uint64_t
+	if rc := C.es_monitor_register_pidfd(m.c, C.int(pidfd), C.int(pid), &out, &errbuf[0], errLen); rc != 0 {
+		return 0, newError("track", rc, &errbuf[0])
 	}
 	return uint64(out), nil
 }
@@ -191,9 +232,10 @@ func (m *Monitor) Close() error {
 	return nil
 }
 
-// DestroyPins removes the pins under pinDir (detaching the program once no
-// Monitor holds it) and unmounts the bpffs mounted there. For tests and
-// uninstall; every record is lost.
+// DestroyPins removes the pins of every layout version under pinDir
+// (detaching the program once no Monitor holds it), unmounts the bpffs
+// mounted at pinDir, if any, and removes pinDir. For tests and uninstall
+// (see RemovePins); every record is lost.
 func DestroyPins(pinDir string) error {
 	cdir := C.CString(pinDir)
 	defer C.free(unsafe.Pointer(cdir))

@@ -280,3 +280,72 @@ func TestRunDetachedFailureIsReported(t *testing.T) {
 		t.Fatalf("err %v, stderr %q", err, stderr.String())
 	}
 }
+
+func countFds(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// Track registers the process behind the caller's pidfd: the identity is
+// Identity's, the exit comes once, the caller's pidfd stays open, and no
+// error path leaves an fd or a registration behind.
+func TestTrack(t *testing.T) {
+	m, _ := openTest(t, Options{})
+	g := startGated(t, "exit 6")
+	pid := g.cmd.Process.Pid
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	want, err := Identity(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	fails := func(name string, pidfd, pid int, target error) {
+		t.Helper()
+		before := countFds(t)
+		_, err := m.Track(pidfd, pid)
+		if !errors.Is(err, target) {
+			t.Errorf("%s: err %v, want %v", name, err, target)
+		}
+		if after := countFds(t); after != before {
+			t.Errorf("%s: fds %d -> %d", name, before, after)
+		}
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fails("not a pidfd", int(r.Fd()), pid, unix.EBADF)
+	r.Close()
+	w.Close()
+	fails("another pid", fd, os.Getpid(), unix.EINVAL)
+	if keys, _ := m.Registered(); len(keys) != 0 {
+		t.Fatalf("registrations left by failed Track: %v", keys)
+	}
+
+	got, err := m.Track(fd, pid)
+	if err != nil || got != want {
+		t.Fatalf("Track: %d, %v; want identity %d", got, err, want)
+	}
+	fails("twice", fd, pid, unix.EEXIST)
+	if err := unix.PidfdSendSignal(fd, 0, nil, 0); err != nil {
+		t.Fatalf("the caller's pidfd no longer works: %v", err)
+	}
+	g.release()
+	e := next(t, m)
+	if st := g.waitStatus(t); e.Pid != pid || e.Ident != want || e.Status != st {
+		t.Fatalf("exit %+v, waitpid status %#x", e, st)
+	}
+	if err := m.Forget(pid, want); err != nil {
+		t.Fatal(err)
+	}
+	// Reaped now: the pidfd names no process.
+	fails("reaped", fd, pid, ErrExited)
+}

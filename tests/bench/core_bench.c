@@ -6,10 +6,12 @@
  * drift hits both. Then sustained throughput: 64 registered children in
  * flight continuously, delivered by the monitor.
  *
- *   bench_core [-n N] [-o out.json]
+ *   bench_core [-n N] [-r R] [-o out.json]
  *
  * N exits per mode (default 10000); JSON to out (default
- * _output/bench/core.json). Every delivered status is checked against
+ * _output/bench/core.json). With -r, R more children stay registered (and
+ * polled) during the whole run, as a loaded daemon's containers do, and the
+ * cost of a lookup and a forget at that size is measured too. Every delivered status is checked against
  * waitpid(); any mismatch is printed and makes the exit code 1.
  */
 #include <errno.h>
@@ -183,6 +185,90 @@ static uint64_t one_waitpid(volatile uint64_t *slot, int code)
 	return t - *slot;
 }
 
+/* R children blocked on one pipe, registered for the whole run. */
+static struct {
+	pid_t *pid;
+	uint64_t *ident;
+	int n, go_fd;
+} bg;
+
+static void background_start(int n)
+{
+	char err[256], b;
+	int p[2], i;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		die("pipe: %s", strerror(errno));
+	bg.pid = calloc(n, sizeof(*bg.pid));
+	bg.ident = calloc(n, sizeof(*bg.ident));
+	if (!bg.pid || !bg.ident)
+		die("out of memory%s", "");
+	for (i = 0; i < n; i++) {
+		bg.pid[i] = fork();
+		if (bg.pid[i] < 0)
+			die("fork: %s", strerror(errno));
+		if (bg.pid[i] == 0) {
+			close(p[1]);
+			while (read(p[0], &b, 1) < 0 && errno == EINTR)
+				;
+			_exit(0);
+		}
+		bg.n++;
+		if (es_monitor_register(mon, bg.pid[i], 0, &bg.ident[i], err,
+					sizeof(err)))
+			die("register background child: %s", err);
+	}
+	close(p[0]);
+	bg.go_fd = p[1];
+}
+
+/* Forget them first: their exits are not the benchmark's. */
+static void background_stop(void)
+{
+	int i;
+
+	for (i = 0; i < bg.n; i++)
+		es_monitor_forget(mon, bg.pid[i], bg.ident[i]);
+	if (bg.n)
+		close(bg.go_fd);
+	for (i = 0; i < bg.n; i++)
+		reap(bg.pid[i]);
+	bg.n = 0;
+}
+
+/* ns per es_monitor_lookup of a polled process and per es_monitor_forget of
+ * an unknown one, with the background registered: the best of 20 batches,
+ * so that a loaded machine's preemptions do not hide the cost itself. */
+static void micro(double *lookup_ns, double *forget_ns)
+{
+	struct es_exit_event ev;
+	double l, f;
+	uint64_t t0;
+	int b, i, reps = bg.n < 1000 ? 1000 : bg.n;
+
+	*lookup_ns = *forget_ns = 0;
+	if (!bg.n)
+		return;
+	for (b = 0; b < 20; b++) {
+		t0 = mono_ns();
+		for (i = 0; i < reps; i++)
+			if (es_monitor_lookup(mon, bg.pid[i % bg.n],
+					      bg.ident[i % bg.n], &ev, NULL,
+					      0) != 0)
+				mismatch("lookup of background child %d",
+					 bg.pid[i % bg.n]);
+		l = (double)(mono_ns() - t0) / reps;
+		t0 = mono_ns();
+		for (i = 0; i < reps; i++)
+			es_monitor_forget(mon, 1, i + 1); /* never registered */
+		f = (double)(mono_ns() - t0) / reps;
+		if (!b || l < *lookup_ns)
+			*lookup_ns = l;
+		if (!b || f < *forget_ns)
+			*forget_ns = f;
+	}
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -303,21 +389,25 @@ int main(int argc, char **argv)
 	volatile uint64_t *slot;
 	uint64_t *lat_e, *lat_w, sus_n;
 	struct stats se, sw;
-	double ratio, eps;
+	double ratio, eps, lookup_ns, forget_ns;
 	char err[256];
-	int n = 10000, i, opt, rc;
+	int n = 10000, nbg = 0, i, opt, rc;
 	FILE *f;
 
-	while ((opt = getopt(argc, argv, "n:o:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:r:o:")) != -1) {
 		switch (opt) {
 		case 'n':
 			n = atoi(optarg);
+			break;
+		case 'r':
+			nbg = atoi(optarg);
 			break;
 		case 'o':
 			out = optarg;
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-n N] [-o out.json]\n",
+			fprintf(stderr,
+				"usage: %s [-n N] [-r R] [-o out.json]\n",
 				argv[0]);
 			return 2;
 		}
@@ -345,6 +435,8 @@ int main(int argc, char **argv)
 	if (slot == MAP_FAILED || !lat_e || !lat_w)
 		die("out of memory%s", "");
 
+	background_start(nbg);
+	micro(&lookup_ns, &forget_ns);
 	for (i = 0; i < WARMUP; i++) {
 		one_embed(slot, i % 256);
 		one_waitpid(slot, i % 256);
@@ -363,6 +455,7 @@ int main(int argc, char **argv)
 	sw = summarize(lat_w, n);
 	ratio = sw.p99 > 0 ? se.p99 / sw.p99 : 0;
 	eps = sustained(&sus_n);
+	background_stop();
 
 	if (es_monitor_list(mon, NULL, 0) || es_monitor_count_exits(mon))
 		mismatch("records left: %d registrations, %d exits",
@@ -377,6 +470,9 @@ int main(int argc, char **argv)
 	printf("ratio p99 embed/waitpid: %.2f\n", ratio);
 	printf("sustained: %.0f exits/s (%llu delivered, %d in flight)\n", eps,
 	       (unsigned long long)sus_n, INFLIGHT);
+	if (nbg)
+		printf("with %d registered: lookup %.0f ns, forget %.0f ns\n",
+		       nbg, lookup_ns, forget_ns);
 	printf("status mismatches: %d\n", mismatches);
 
 	mkdir_parents(out);
@@ -387,9 +483,10 @@ int main(int argc, char **argv)
 		"{\"exits\":%d,"
 		"\"embed\":{\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f},"
 		"\"waitpid\":{\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f},"
-		"\"ratio_p99\":%.3f,\"exits_per_s\":%.0f,\"mismatches\":%d}\n",
+		"\"ratio_p99\":%.3f,\"exits_per_s\":%.0f,\"registered\":%d,"
+		"\"lookup_ns\":%.0f,\"forget_ns\":%.0f,\"mismatches\":%d}\n",
 		n, se.p50, se.p99, se.max, sw.p50, sw.p99, sw.max, ratio, eps,
-		mismatches);
+		nbg, lookup_ns, forget_ns, mismatches);
 	fclose(f);
 	free(lat_e);
 	free(lat_w);

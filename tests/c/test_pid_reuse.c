@@ -61,12 +61,6 @@ static struct tu_child spawn_at(pid_t want, int (*fn)(void *), void *arg)
 	return (struct tu_child){.pid = -1, .go_fd = -1};
 }
 
-static void skip(const char *why)
-{
-	printf("SKIP: %s\n", why);
-	tu_finish();
-}
-
 /* A exits and is reaped; B gets its pid and exits unregistered; then B'
  * gets the pid again and is registered. */
 static void test_reuse(struct es_monitor *m)
@@ -87,8 +81,8 @@ static void test_reuse(struct es_monitor *m)
 	b = spawn_at(a.pid, exit_code, (void *)22);
 	if (b.pid < 0) {
 		CHECK(es_monitor_forget(m, a.pid, id_a) == 0, "forget A");
-		skip("could not force pid reuse (another fork kept taking "
-		     "the pid)");
+		tu_skip("could not force pid reuse (another fork kept taking "
+			"the pid)");
 	}
 	REQUIRE(es_process_ident(b.pid, &id_b, err, sizeof(err)) == 0,
 		"ident of B: %s", err);
@@ -120,7 +114,7 @@ static void test_reuse(struct es_monitor *m)
 	b2 = spawn_at(a.pid, exit_code, (void *)33);
 	if (b2.pid < 0) {
 		CHECK(es_monitor_forget(m, a.pid, id_a) == 0, "forget A");
-		skip("could not force pid reuse a second time");
+		tu_skip("could not force pid reuse a second time");
 	}
 	err[0] = '\0';
 	rc = es_monitor_register(m, b2.pid, id_a, &id, err, sizeof(err));
@@ -252,7 +246,7 @@ static void test_churn(struct es_monitor *m, int rounds)
 	printf("churn: %d rounds, pid reused in %d, %d misattributed\n", rounds,
 	       forced, wrong);
 	if (!forced)
-		skip("churn: could not force pid reuse in any round");
+		tu_skip("churn: could not force pid reuse in any round");
 	CHECK(forced >= rounds / 2, "pid reuse forced in only %d of %d rounds",
 	      forced, rounds);
 }
@@ -261,10 +255,8 @@ int main(void)
 {
 	struct es_monitor *m;
 
-	if (access("/proc/sys/kernel/ns_last_pid", W_OK) != 0) {
-		printf("SKIP: /proc/sys/kernel/ns_last_pid not writable\n");
-		return 0;
-	}
+	if (access("/proc/sys/kernel/ns_last_pid", W_OK) != 0)
+		tu_skip("/proc/sys/kernel/ns_last_pid not writable");
 	m = tu_open(0);
 	test_reuse(m);
 	test_churn(m, 200);

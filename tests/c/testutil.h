@@ -74,4 +74,9 @@ int tu_wait_zombie(pid_t pid, int timeout_ms);
 /* Print the result, destroy pins, and exit 0/1. */
 void tu_finish(void) __attribute__((noreturn));
 
+/* A prerequisite is missing: clean up and exit 77 (ctest: skipped), or
+ * fail when skips are not allowed (EMBEDSHIM_REQUIRE_ALL=1 or CI=true, as
+ * under make test). */
+void tu_skip(const char *why) __attribute__((noreturn));
+
 #endif

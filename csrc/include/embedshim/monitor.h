@@ -31,6 +31,12 @@ struct es_open_opts {
 	 * exit records each). 0 means ES_DEFAULT_CAPACITY. Ignored when
 	 * existing pins are reopened: their capacity is kept. */
 	uint32_t capacity;
+	/* Another pin dir (e.g. a previous default location) whose pins, of
+	 * this or an older layout, are taken over: registrations and exit
+	 * records moved into this monitor's maps, the old program detached,
+	 * the old pins removed and the bpffs mounted there unmounted. NULL or
+	 * the pin dir itself: nothing to take over. */
+	const char *take_over_dir;
 };
 
 /* A process, as the monitor knows it: host pid plus identity. */
@@ -49,8 +55,10 @@ struct es_exit_event {
 
 /*
  * Load and attach the BPF program and pin it with its maps under
- * pin_dir/v<layout>/, or reopen the pins left there by an earlier monitor. A
- * private bpffs (mode 0700) is mounted at pin_dir unless it is one already.
+ * pin_dir/v<layout>/, or reopen the pins left there by an earlier monitor.
+ * A pin dir under /sys/fs/bpf/ is created in the host's bpffs (mounted there
+ * if it is not); elsewhere a private bpffs (mode 0700) is mounted at pin_dir
+ * unless it is on a bpffs already.
  */
 int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 		    struct es_monitor **out, char *err, size_t errlen);
@@ -75,6 +83,16 @@ int es_process_ident(int pid, uint64_t *ident, char *err, size_t errlen);
  */
 int es_monitor_register(struct es_monitor *m, int pid, uint64_t expect_ident,
 			uint64_t *ident_out, char *err, size_t errlen);
+
+/*
+ * Like es_monitor_register with expect_ident 0, for the process behind the
+ * caller's pidfd (pid is its pid), which the caller keeps: no pid-reuse race
+ * between the caller's pidfd_open and the registration, and no other pidfd
+ * opened. Errors as es_monitor_register, plus -EBADF (not a pidfd) and
+ * -EINVAL (pidfd and pid name different processes).
+ */
+int es_monitor_register_pidfd(struct es_monitor *m, int pidfd, int pid,
+			      uint64_t *ident_out, char *err, size_t errlen);
 
 /*
  * Like es_monitor_register, for a process that may have exited already but
@@ -125,8 +143,10 @@ int es_monitor_list(struct es_monitor *m, struct es_proc *procs, int max);
 /* Number of exit records in the pinned maps. */
 int es_monitor_count_exits(struct es_monitor *m);
 
-/* Remove the pins under pin_dir (which detaches the program once no monitor
- * holds it) and unmount the bpffs mounted there. For tests and uninstall. */
+/* Remove the pins of every layout version under pin_dir (which detaches the
+ * program once no monitor holds it), unmount the bpffs mounted at pin_dir,
+ * if any, and remove pin_dir. A missing pin_dir is no error. For tests and
+ * uninstall; stop the monitor's user first. */
 int es_pins_destroy(const char *pin_dir, char *err, size_t errlen);
 
 #ifdef __cplusplus

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -27,7 +28,10 @@ import (
 //  5. lazily unmount everything mounted under d.Dir (deepest first);
 //  6. remove cgroups /<ns>/... and /run/containerd/runc/<ns> of owned
 //     namespaces;
-//  7. remove d.Dir.
+//  7. remove d.Dir;
+//  8. without a configured pin_dir, remove the embed plugin's pins at their
+//     default location (outside d.Dir, under /sys/fs/bpf) with the daemon's
+//     own `embedshim remove-pins`.
 func (d *Daemon) cleanup() {
 	t := d.t
 	if t.Failed() {
@@ -58,6 +62,22 @@ func (d *Daemon) cleanup() {
 			t.Logf("harness cleanup: remove %s: %v", d.Dir, err)
 		}
 	}
+	if d.PinDir == "" && d.HasEmbed() {
+		if out, err := d.RemovePins(); err != nil {
+			t.Errorf("harness cleanup: %s embedshim remove-pins: %v: %s", d.Binary, err, out)
+		}
+	}
+}
+
+// RemovePins runs `<binary> embedshim remove-pins` for this daemon's root
+// (and pin_dir, if configured): the uninstall of its BPF pins.
+func (d *Daemon) RemovePins() (string, error) {
+	args := []string{"embedshim", "remove-pins", "--root", d.Root}
+	if d.PinDir != "" {
+		args = append(args, "--pin-dir", d.PinDir)
+	}
+	out, err := exec.Command(d.Binary, args...).CombinedOutput()
+	return string(out), err
 }
 
 func deleteAll(ctx context.Context, c *containerd.Client) error {

@@ -64,7 +64,9 @@ const (
 	EmbedAuto EmbedMode = iota
 	// EmbedConfigure always writes the section.
 	EmbedConfigure
-	// EmbedOmit never writes it (the plugin, if linked in, uses defaults).
+	// EmbedOmit never writes it (the plugin, if linked in, uses defaults:
+	// its pins then live under /sys/fs/bpf/embedshim/, and clean-up
+	// removes them with `embedshim remove-pins`).
 	EmbedOmit
 	// EmbedDisable adds the plugin to disabled_plugins.
 	EmbedDisable
