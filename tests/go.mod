@@ -55,6 +55,7 @@ require (
 	github.com/containerd/containerd/api v1.8.0
 	github.com/containerd/errdefs v0.3.0
 	github.com/containerd/typeurl/v2 v2.1.1
+	github.com/embedshim/embedshim v0.0.0-00010101000000-000000000000
 	github.com/opencontainers/runtime-spec v1.1.0
 	golang.org/x/sys v0.50.0
 	google.golang.org/grpc v1.59.0

@@ -87,7 +87,6 @@ require (
 	github.com/stefanberger/go-pkcs11uri v0.0.0-20230803200340-78284954bff6 // indirect
 	github.com/syndtr/gocapability v0.0.0-20200815063812-42c35b437635 // indirect
 	github.com/tchap/go-patricia/v2 v2.3.1 // indirect
-	github.com/urfave/cli v1.22.12 // indirect
 	github.com/vishvananda/netlink v1.2.1-beta.2 // indirect
 	github.com/vishvananda/netns v0.0.0-20210104183010-2eb08e3e575f // indirect
 	go.etcd.io/bbolt v1.3.10 // indirect
@@ -143,6 +142,7 @@ require (
 	github.com/containerd/typeurl/v2 v2.1.1
 	github.com/embedshim/embedshim v0.0.0
 	github.com/opencontainers/image-spec v1.1.0
+	github.com/urfave/cli v1.22.12
 )
 
 // The runtime core and go/exitmon: this repository.
