@@ -98,6 +98,18 @@ int es_monitor_adopt(struct es_monitor *m, int pid, uint64_t *ident_out,
 int es_exec_helper(char **argv, const char *pid_file, int sync_fd);
 
 /*
+ * The reaper (csrc/reaper.c): run from a constructor when ES_REAPER_MODE_ENV
+ * is set, before any Go code. The calling process stays as the front, forks
+ * a child subreaper that re-executes /proc/self/exe with argv and
+ * ES_REAPER_CHILD_ENV=1 as the daemon, forwards signals to it, reaps every
+ * orphan of its tree at once, and returns only on set-up failure (otherwise
+ * the front exits with the daemon's status).
+ */
+#define ES_REAPER_MODE_ENV "EMBEDSHIM_REAPER_MODE"
+#define ES_REAPER_CHILD_ENV "EMBEDSHIM_REAPER_CHILD"
+int es_reaper_run(char **argv);
+
+/*
  * Block until registered processes exit (timeout_ms < 0: forever) and return
  * up to max of them; each registered process is returned once. Returns the
  * count, 0 on timeout, -ECANCELED once es_monitor_wake() was called.
