@@ -90,6 +90,8 @@ func startRole(t *testing.T, role string, env ...string) *roleProc {
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Env = append(append(os.Environ(), roleEnv+"="+role), env...)
 	cmd.Stderr = os.Stderr
+	// A dying test takes the front down, and with it the daemon.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
