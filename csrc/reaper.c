@@ -213,6 +213,15 @@ static int reaper_main(char **argv, int sfd, int status_fd, int life_fd)
 	}
 }
 
+void es_reaper_name(const char *argv0)
+{
+	const char *slash = strrchr(argv0, '/');
+
+	/* exec of /proc/self/exe names the process "exe": keep the name it
+	 * was started as (ps, pgrep), for the front and the daemon alike. */
+	prctl(PR_SET_NAME, slash ? slash + 1 : argv0);
+}
+
 int es_reaper_run(char **argv)
 {
 	int status_pipe[2], life_pipe[2], sfd, st;
@@ -223,6 +232,7 @@ int es_reaper_run(char **argv)
 	ssize_t n;
 
 	unsetenv(ES_REAPER_MODE_ENV);
+	es_reaper_name(argv[0]);
 	sigemptyset(&all);
 	for (int sig = 1; sig < SIGRTMIN; sig++)
 		if (forwarded(sig))

@@ -11,9 +11,15 @@ package exitmon
 __attribute__((constructor)) static void embedshim_reaper_ctor(
 	int argc, char **argv, char **envp)
 {
-	if (!getenv(ES_REAPER_MODE_ENV) || argc < 1)
+	if (argc < 1)
 		return;
-	_exit(es_reaper_run(argv));
+	if (getenv(ES_REAPER_CHILD_ENV)) {
+		// the daemon, started as /proc/self/exe
+		es_reaper_name(argv[0]);
+		return;
+	}
+	if (getenv(ES_REAPER_MODE_ENV))
+		_exit(es_reaper_run(argv));
 }
 */
 import "C"

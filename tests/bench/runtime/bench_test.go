@@ -576,7 +576,7 @@ func (b *bench) densityRestart(ctx context.Context, rt rtInfo, k int, largest ma
 	fmt.Printf("density: %s, K=%d sleeping containers\n", rt.Name, k)
 	time.Sleep(time.Second) // let the previous clean-up settle
 	dpid := b.d.Pid()
-	before, err := takeMemSnapshot(dpid, b.d.Dir, b.d.PinDir)
+	before, err := takeMemSnapshot(dpid, b.reaperPids(), b.d.Dir, b.d.PinDir)
 	if err != nil {
 		return false, err
 	}
@@ -607,7 +607,7 @@ func (b *bench) densityRestart(ctx context.Context, rt rtInfo, k int, largest ma
 	b.logf("%s: %d containers created in %v", rt.Name, got, createTime.Round(time.Millisecond))
 	b.rep.Set(fmt.Sprintf("density_create_ctr_per_s_k%d", want), "ctr/s", rt.Key, float64(got)/createTime.Seconds())
 	time.Sleep(2 * time.Second) // settle (runc.v2 shims finish starting up)
-	after, err := takeMemSnapshot(dpid, b.d.Dir, b.d.PinDir)
+	after, err := takeMemSnapshot(dpid, b.reaperPids(), b.d.Dir, b.d.PinDir)
 	if err != nil {
 		return false, err
 	}
@@ -646,6 +646,11 @@ func (b *bench) densityRestart(ctx context.Context, rt rtInfo, k int, largest ma
 				b.rep.Set(r.key, r.unit, rt.Key, r.v)
 				b.rep.Hide(r.key)
 			}
+		}
+		if set {
+			// a fixed cost of the daemon, shared by both runtimes
+			b.rep.Set("daemon_reaper_pss_kb", "kB", rt.Key, float64(after.ReaperPssKB))
+			b.rep.Set("daemon_reaper_rss_kb", "kB", rt.Key, float64(after.ReaperRssKB))
 		}
 		if rt.Key == keyEmbed && set {
 			b.rep.AddNote("bpf_map_kb_per_container", fmt.Sprintf("memlock (kernel map_mem_usage) of the %d maps the daemon holds/pins, delta over K; total %d kB after", after.BPFMaps, after.BPFMapBytes/1024))
@@ -973,4 +978,13 @@ func machineInfo(d *harness.Daemon) map[string]any {
 		m["containerd"] = strings.TrimSpace(string(out))
 	}
 	return m
+}
+
+// reaperPids are the daemon's front and its reaper(s): part of its cost.
+func (b *bench) reaperPids() []int {
+	pids := b.d.Reapers()
+	if f := b.d.FrontPid(); f != 0 && f != b.d.Pid() {
+		pids = append(pids, f)
+	}
+	return pids
 }
