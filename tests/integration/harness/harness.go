@@ -468,6 +468,7 @@ func (d *Daemon) Kill() error {
 // KillPid SIGKILLs pid (the front or the reaper, to test their crashes) and
 // waits for the front to exit, which it does once the daemon is gone.
 func (d *Daemon) KillPid(pid int) error {
+	_, _, daemon := d.tree()
 	d.mu.Lock()
 	c, exited := d.client, d.exited
 	d.client = nil
@@ -480,10 +481,20 @@ func (d *Daemon) KillPid(pid int) error {
 	}
 	select {
 	case <-exited:
-		return nil
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("daemon did not exit within 10s of SIGKILL to %d", pid)
 	}
+	// A killed front exits at once; containerd dies a moment later (the
+	// reaper kills it). A new start must not race it.
+	for deadline := time.Now().Add(10 * time.Second); daemon != 0; time.Sleep(5 * time.Millisecond) {
+		if err := syscall.Kill(daemon, 0); errors.Is(err, syscall.ESRCH) || isZombie(daemon) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("containerd %d still running 10s after SIGKILL to %d", daemon, pid)
+		}
+	}
+	return nil
 }
 
 func (d *Daemon) stop(sig syscall.Signal, grace time.Duration) error {
