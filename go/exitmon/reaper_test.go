@@ -35,8 +35,9 @@ func runRole(role string) int {
 	case "exit":
 		n, _ := strconv.Atoi(arg)
 		return n
-	case "kill": // die of a signal
+	case "kill": // die of a signal once stdin is closed
 		n, _ := strconv.Atoi(arg)
+		io.Copy(io.Discard, os.Stdin)
 		signal.Reset()
 		syscall.Kill(os.Getpid(), syscall.Signal(n))
 		time.Sleep(time.Hour)
@@ -201,6 +202,7 @@ func TestReaperForwardsDeathBySignal(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM, syscall.SIGHUP} {
 		p := startRole(t, fmt.Sprintf("kill:%d", sig))
 		p.checkTree(t)
+		p.stdin.Close()
 		p.cmd.Wait()
 		ws := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
 		if !ws.Signaled() || ws.Signal() != sig || ws.CoreDump() {
