@@ -251,3 +251,20 @@ func TestReaperHostPidOrphans(t *testing.T) {
 		return fmt.Sprintf("orphans=%d stuck=%d", n, len(stuck))
 	})
 }
+
+// waitComm waits (bounded) until pid's comm is comm, e.g. until a
+// container's init has exec'd its command.
+func waitComm(t *testing.T, pid uint32, comm string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if strings.TrimSpace(string(b)) == comm {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d is %q, not %s, after 10s", pid, b, comm)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
