@@ -110,12 +110,17 @@ ctr run -d --runtime "$rt" "$img" sleeper sleep 3600
 ctr run -d --runtime "$rt" "$img" exiter sh -c 'sleep 2; exit 42'
 ctr tasks ls
 echo "processes started for these containers besides their own: $(pgrep -c -f "containerd-shim.*-namespace $ns " || true) (runc.v2 would keep one shim each)"
-ps -o pid,ppid,rss,comm -p "$(ctr tasks ls | awk '$1=="sleeper"{print $2}'),$daemon_pid"
+# The daemon is three processes (README, "The reaper"): the started pid (the
+# front), its reaper, and containerd; the containers' inits are the reaper's
+# children, so it reaps them as soon as they exit.
+reaper_pid=$(tr -d " " <"/proc/$daemon_pid/task/$daemon_pid/children")
+containerd_pid=$(pgrep -P "$reaper_pid" -f -- "--config $scratch/config.toml" || echo "$daemon_pid")
+ps -o pid,ppid,rss,comm -p "$daemon_pid,$reaper_pid,$containerd_pid,$(ctr tasks ls | awk '$1=="sleeper"{print $2}')"
 ctr tasks exec --exec-id e1 sleeper sh -c 'exit 5' && rc=0 || rc=$?
 echo "exec exit status: $rc"
 
-say "SIGKILL the daemon; 'exiter' exits while it is down"
-kill -KILL "$daemon_pid"
+say "SIGKILL the daemon (containerd); 'exiter' exits while it is down"
+kill -KILL "$containerd_pid"
 wait "$daemon_pid" 2>/dev/null || true
 sleep 3
 start_daemon

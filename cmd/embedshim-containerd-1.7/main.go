@@ -33,6 +33,9 @@ import (
 
 	"github.com/containerd/containerd/cmd/containerd/command"
 	"github.com/containerd/containerd/pkg/seed" //nolint:staticcheck // Global math/rand seed is deprecated, but still used by external dependencies
+	"github.com/urfave/cli"
+
+	"github.com/embedshim/embedshim/go/exitmon"
 
 	// containerd's builtin plugins, exactly as cmd/containerd links them
 	// (linux builtins, CRI unless -tags no_cri, tracing, snapshotters...).
@@ -50,6 +53,14 @@ func init() {
 func main() {
 	app := command.App()
 	app.Commands = append(app.Commands, embedshimCommand())
+	// Only the daemon (the app's own action: no subcommand, no --help or
+	// --version) runs under its reaper, which reaps the orphans of its
+	// process tree at once (go/exitmon.RunUnderReaper).
+	daemon := app.Action
+	app.Action = func(c *cli.Context) error {
+		exitmon.RunUnderReaper()
+		return cli.HandleAction(daemon, c)
+	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "embedshim-containerd: %s\n", err)
 		os.Exit(1)

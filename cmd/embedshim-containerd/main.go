@@ -33,6 +33,9 @@ import (
 	"os"
 
 	"github.com/containerd/containerd/v2/cmd/containerd/command"
+	"github.com/urfave/cli/v2"
+
+	"github.com/embedshim/embedshim/go/exitmon"
 
 	// containerd's builtin plugins, exactly as cmd/containerd links them.
 	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins"
@@ -48,6 +51,14 @@ func main() {
 	}
 	app := command.App()
 	app.Commands = append(app.Commands, embedshimCommand())
+	// Only the daemon (the app's own action: no subcommand, no --help or
+	// --version) runs under its reaper, which reaps the orphans of its
+	// process tree at once (go/exitmon.RunUnderReaper).
+	daemon := app.Action
+	app.Action = func(c *cli.Context) error {
+		exitmon.RunUnderReaper()
+		return daemon(c)
+	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "embedshim-containerd: %s\n", err)
 		os.Exit(1)

@@ -33,7 +33,7 @@ func TestCapacity(t *testing.T) {
 	rsKeepLog(t, e)
 	rt := harness.EmbedPluginID
 	// Warm up (daemon-wide lasting state), then snapshot for leaks.
-	e.runToExit(t, rt, []string{"true"})
+	e.warmUp(t, rt)
 	check := d.LeakCheck(t)
 	t.Cleanup(check)
 

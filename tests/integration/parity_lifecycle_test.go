@@ -190,6 +190,9 @@ func TestParityTaskLifecycle(t *testing.T) {
 				c := e.container(t, rt, "kill", oci.WithProcessArgs("sleep", "3600"))
 				ev := e.recordEvents(t, c.ID())
 				task, ch := e.startTask(t, c)
+				// Until it has exec'd sleep, the init is runc init (Go),
+				// which has a SIGTERM handler: wait for sleep.
+				waitComm(t, task.Pid(), "sleep")
 				var obs []string
 				obs = append(obs, "kill:"+errClass(task.Kill(e.ctx, sig)))
 				select {

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,11 +51,27 @@ func newEnv(t *testing.T) *env {
 	// Warm up: each runtime's first container creates lasting daemon-wide
 	// state (embed's OOM epoll, runc.v2's shim sockets dir) that is no leak.
 	for _, rt := range runtimes {
-		e.runToExit(t, rt, []string{"true"})
+		e.warmUp(t, rt)
 	}
 	check := d.LeakCheck(t)
 	t.Cleanup(check)
 	return e
+}
+
+// warmUp runs a container on rt until it is killed. It must be running
+// when started: embed watches the cgroup of the init for OOM from there, and
+// an init that exited at once is already reaped and has no cgroup to watch.
+func (e *env) warmUp(t *testing.T, rt string) {
+	t.Helper()
+	c := e.container(t, rt, "warm", oci.WithProcessArgs("sleep", "3600"))
+	task, ch := e.startTask(t, c)
+	if err := task.Kill(e.ctx, syscall.SIGKILL); err != nil {
+		t.Fatalf("warm-up kill: %v", err)
+	}
+	e.exitWithin(t, ch)
+	if _, err := task.Delete(e.ctx); err != nil {
+		t.Fatalf("warm-up delete: %v", err)
+	}
 }
 
 // bothRuntimes runs fn for each runtime as a subtest and fails if what they

@@ -111,9 +111,24 @@ int es_monitor_adopt(struct es_monitor *m, int pid, uint64_t *ident_out,
  * command succeeded, waits for one byte (the registration is done) and
  * returns the exit code for the helper process: 0, or the command's own
  * failure code. The helper never reaps the process; when it exits, the
- * process is reparented to init.
+ * process is reparented to the nearest subreaper (the daemon's reaper, see
+ * csrc/reaper.c, or init).
  */
 int es_exec_helper(char **argv, const char *pid_file, int sync_fd);
+
+/*
+ * The reaper (csrc/reaper.c): run from a constructor when ES_REAPER_MODE_ENV
+ * is set, before any Go code. The calling process stays as the front, forks
+ * a child subreaper that re-executes /proc/self/exe with argv and
+ * ES_REAPER_CHILD_ENV=1 as the daemon, forwards signals to it, reaps every
+ * orphan of its tree at once, and returns only on set-up failure (otherwise
+ * the front exits with the daemon's status).
+ */
+#define ES_REAPER_MODE_ENV "EMBEDSHIM_REAPER_MODE"
+#define ES_REAPER_CHILD_ENV "EMBEDSHIM_REAPER_CHILD"
+int es_reaper_run(char **argv);
+/* Name the calling thread (the main thread: comm) after argv0's basename. */
+void es_reaper_name(const char *argv0);
 
 /*
  * Block until registered processes exit (timeout_ms < 0: forever) and return

@@ -157,6 +157,10 @@ type memSnapshot struct {
 	ExtraRssKB, ExtraPssKB   int64
 	BPFMapBytes              int64
 	BPFMaps                  int
+	// ReaperRssKB/PssKB are the daemon's front and reaper(s) (see
+	// go/exitmon.RunUnderReaper), also counted in DaemonRssKB/PssKB:
+	// they are part of the daemon's cost.
+	ReaperRssKB, ReaperPssKB int64
 }
 
 // daemonChildren counts the daemon's live children (runc calls, helpers).
@@ -173,7 +177,7 @@ func daemonChildren(daemonPid int) int {
 // takeMemSnapshot reads the daemon's and the extra processes' memory once
 // the daemon has no child (a forked child shares the daemon's pages for a
 // moment and halves its PSS), waiting up to 3s for that.
-func takeMemSnapshot(daemonPid int, dir, pinDir string) (memSnapshot, error) {
+func takeMemSnapshot(daemonPid int, reaperPids []int, dir, pinDir string) (memSnapshot, error) {
 	var s memSnapshot
 	for i := 0; i < 60 && daemonChildren(daemonPid) > 0; i++ {
 		unix.Nanosleep(&unix.Timespec{Nsec: 50e6}, nil)
@@ -183,6 +187,14 @@ func takeMemSnapshot(daemonPid int, dir, pinDir string) (memSnapshot, error) {
 		return s, fmt.Errorf("daemon pid %d: %w", daemonPid, err)
 	}
 	s.DaemonRssKB, s.DaemonPssKB, s.DaemonThreads = dp.RssKB, dp.PssKB, dp.Threads
+	for _, pid := range reaperPids {
+		if p, err := readProc(pid, true); err == nil && p.State != "Z" {
+			s.ReaperRssKB += p.RssKB
+			s.ReaperPssKB += p.PssKB
+		}
+	}
+	s.DaemonRssKB += s.ReaperRssKB
+	s.DaemonPssKB += s.ReaperPssKB
 	for _, p := range extraProcs(daemonPid, dir, true) {
 		s.ExtraProcs++
 		s.ExtraThreads += p.Threads

@@ -24,7 +24,8 @@ import (
 //  2. if the daemon runs: in every namespace, kill+delete all tasks (and
 //     their execs), delete all containers with their snapshots;
 //  3. stop the daemon (SIGTERM, then SIGKILL);
-//  4. SIGKILL any remaining process of this daemon (see Processes);
+//  4. SIGKILL any remaining process of this daemon (see Processes), wait
+//     for its reapers to exit (they do once their children are reaped);
 //  5. lazily unmount everything mounted under d.Dir (deepest first);
 //  6. remove cgroups /<ns>/... and /run/containerd/runc/<ns> of owned
 //     namespaces;
@@ -48,6 +49,7 @@ func (d *Daemon) cleanup() {
 		t.Logf("harness cleanup: stop daemon: %v", err)
 	}
 	d.killProcesses()
+	d.awaitReapers()
 	if err := unmountUnder(d.Dir); err != nil {
 		t.Logf("harness cleanup: %v", err)
 	}
@@ -134,8 +136,10 @@ func (p Proc) String() string {
 }
 
 // Processes lists the processes that belong to this daemon, other than the
-// daemon itself. A process belongs if any of these holds:
-//   - it descends from the daemon (runc, the exec helper, ...);
+// daemon itself, its front and its reapers. A process belongs if any of
+// these holds:
+//   - it descends from the daemon (runc, the exec helper, ...) or from one
+//     of its reapers (orphans: container inits, execs, runc.v2 shims);
 //   - its command line mentions d.Dir (runc.v2 shims run with
 //     -address <dir>/containerd.sock; runc with --log <state>/...);
 //   - its root (/proc/<pid>/root) is under d.Dir (container processes: the
@@ -143,11 +147,21 @@ func (p Proc) String() string {
 //   - one of its cgroups is /<ns> or below, for an owned namespace (the
 //     client's default spec puts containers in /<ns>/<id>).
 //
-// Zombies (state Z) are listed too; callers decide (the host's pid 1 reaps
-// container inits late, so zombies are not counted as leaks).
+// Zombies (state Z) are listed too; callers decide (see Zombies for the
+// ones that count).
 func (d *Daemon) Processes() []Proc {
 	self := os.Getpid()
-	dpid := d.Pid()
+	front, _, dpid := d.tree()
+	// The daemon's own tree: containerd and its reapers (current or
+	// lingering), whose children are the orphans of containerd's tree
+	// (container inits, exec processes, runc.v2 shims).
+	roots := map[int]bool{}
+	if dpid != 0 {
+		roots[dpid] = true
+	}
+	for _, r := range d.Reapers() {
+		roots[r] = true
+	}
 	owned := d.ownedNamespaces()
 	all := listProcs()
 	byPid := map[int]*Proc{}
@@ -156,7 +170,7 @@ func (d *Daemon) Processes() []Proc {
 	}
 	descends := func(p *Proc) bool {
 		for i := 0; i < 64 && p != nil; i++ {
-			if dpid != 0 && p.PPid == dpid {
+			if roots[p.PPid] {
 				return true
 			}
 			if p.PPid <= 1 {
@@ -169,7 +183,7 @@ func (d *Daemon) Processes() []Proc {
 	var out []Proc
 	for i := range all {
 		p := &all[i]
-		if p.Pid == self || p.Pid == dpid {
+		if p.Pid == self || p.Pid == front || roots[p.Pid] {
 			continue
 		}
 		switch {
@@ -385,5 +399,30 @@ func removeCgroups(ns string) {
 	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
 	for _, p := range dirs {
 		_ = unix.Rmdir(p)
+	}
+}
+
+// awaitReapers waits up to 5s for every reaper of this daemon to exit (once
+// the processes it reaps are gone, it does), then SIGKILLs the rest.
+func (d *Daemon) awaitReapers() {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var live []int
+		for _, r := range d.Reapers() {
+			if !isZombie(r) {
+				live = append(live, r)
+			}
+		}
+		if len(live) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Logf("harness cleanup: reapers %v still running after 5s (children %v), killed", live, childrenOf(live[0]))
+			for _, r := range live {
+				_ = syscall.Kill(r, syscall.SIGKILL)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -132,6 +132,11 @@ type Daemon struct {
 	owned    map[string]bool // namespaces we may clean cgroups/runc state of
 	starts   int
 	embedCfg bool
+
+	// see reaper.go
+	daemonPid int
+	reaperPid int
+	reapers   map[int]bool
 }
 
 var nsSanitize = regexp.MustCompile(`[^a-zA-Z0-9]+`)
@@ -248,6 +253,7 @@ func StartDaemon(t testing.TB, opts Options) *Daemon {
 		ConfigPath:   filepath.Join(dir, "config.toml"),
 		LogPath:      filepath.Join(dir, "daemon.log"),
 		owned:        map[string]bool{},
+		reapers:      map[int]bool{},
 	}
 	t.Cleanup(d.cleanup)
 
@@ -425,6 +431,7 @@ func (d *Daemon) start() error {
 	exited := make(chan struct{})
 	d.mu.Lock()
 	d.cmd, d.exited, d.exitErr = cmd, exited, nil
+	d.daemonPid, d.reaperPid = 0, 0
 	d.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
@@ -480,14 +487,11 @@ func (d *Daemon) Context() context.Context {
 	return namespaces.WithNamespace(context.Background(), d.Namespace)
 }
 
-// Pid is the daemon's pid, 0 if it is not running.
+// Pid is containerd's pid (under the reaper, the reaper's child; see
+// reaper.go), 0 if it is not running.
 func (d *Daemon) Pid() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.cmd == nil || d.cmd.Process == nil || d.isExited() {
-		return 0
-	}
-	return d.cmd.Process.Pid
+	_, _, daemon := d.tree()
+	return daemon
 }
 
 func (d *Daemon) isExited() bool {
@@ -510,9 +514,42 @@ func (d *Daemon) Stop() error {
 	return d.stop(syscall.SIGTERM, 10*time.Second)
 }
 
-// Kill SIGKILLs the daemon (a crash) and waits for it to be gone.
+// Kill SIGKILLs the daemon (containerd: a crash) and waits for it to be
+// gone; its front exits as killed, its reaper stays for the containers.
 func (d *Daemon) Kill() error {
 	return d.stop(syscall.SIGKILL, 10*time.Second)
+}
+
+// KillPid SIGKILLs pid (the front or the reaper, to test their crashes) and
+// waits for the front to exit, which it does once the daemon is gone.
+func (d *Daemon) KillPid(pid int) error {
+	_, _, daemon := d.tree()
+	d.mu.Lock()
+	c, exited := d.client, d.exited
+	d.client = nil
+	d.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return err
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("daemon did not exit within 10s of SIGKILL to %d", pid)
+	}
+	// A killed front exits at once; containerd dies a moment later (the
+	// reaper kills it). A new start must not race it.
+	for deadline := time.Now().Add(10 * time.Second); daemon != 0; time.Sleep(5 * time.Millisecond) {
+		if err := syscall.Kill(daemon, 0); errors.Is(err, syscall.ESRCH) || isZombie(daemon) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("containerd %d still running 10s after SIGKILL to %d", daemon, pid)
+		}
+	}
+	return nil
 }
 
 func (d *Daemon) stop(sig syscall.Signal, grace time.Duration) error {
@@ -531,7 +568,13 @@ func (d *Daemon) stop(sig syscall.Signal, grace time.Duration) error {
 		return nil
 	default:
 	}
-	_ = cmd.Process.Signal(sig)
+	// A crash is containerd's; other signals go to the front, which
+	// forwards them.
+	if _, _, daemon := d.tree(); sig == syscall.SIGKILL && daemon != 0 {
+		_ = syscall.Kill(daemon, sig)
+	} else {
+		_ = cmd.Process.Signal(sig)
+	}
 	select {
 	case <-exited:
 		return nil

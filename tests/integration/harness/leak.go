@@ -29,6 +29,9 @@ type Snapshot struct {
 	RuntimeDirs []string
 	// Processes are the daemon's non-zombie processes (see Processes).
 	Processes []string
+	// Zombies are zombie children of the daemon, its front or its
+	// reapers (see Zombies): with the reaper, none stays.
+	Zombies []string
 	// Cgroups are leaf cgroups under /<ns> for owned namespaces (the
 	// /<ns> parents themselves are left by runc and removed at clean-up;
 	// only dirs below them count).
@@ -71,6 +74,9 @@ func (d *Daemon) Snapshot() Snapshot {
 		if p.State != "Z" {
 			s.Processes = append(s.Processes, p.String())
 		}
+	}
+	for _, p := range d.Zombies() {
+		s.Zombies = append(s.Zombies, p.String())
 	}
 	for name, probe := range d.opts.LeakProbes {
 		items, err := probe(d)
@@ -118,6 +124,7 @@ func Leaks(before, after Snapshot) []string {
 	diff("mount", before.Mounts, after.Mounts)
 	diff("runtime dir", before.RuntimeDirs, after.RuntimeDirs)
 	diff("process", before.Processes, after.Processes)
+	diff("zombie", before.Zombies, after.Zombies)
 	diff("cgroup", before.Cgroups, after.Cgroups)
 	for name, items := range after.Probes {
 		diff(name, before.Probes[name], items)
@@ -142,10 +149,11 @@ func kind(target string) string {
 // to 10s for the daemon to release what it acquired since, then reports
 // every leak with t.Errorf: new daemon fds, new mounts under the temp dir,
 // runtime bundle/state dirs and runc state of owned namespaces, live
-// processes of the daemon, container cgroups, and Options.LeakProbes items.
+// processes of the daemon, zombies left to the daemon or its reapers,
+// container cgroups, and Options.LeakProbes items.
 //
-// Zombies are ignored (the host's pid 1 reaps container inits when it
-// wants). If the daemon was restarted in between, fds are compared only by
+// Zombie children of the daemon, its front or its reapers count as leaks
+// (other zombies are the host's init's to reap). If the daemon was restarted in between, fds are compared only by
 // count against the snapshot (connections may differ); call LeakCheck again
 // after a restart for a precise fd baseline.
 func (d *Daemon) LeakCheck(t testing.TB) func() {
