@@ -25,6 +25,7 @@ core: deps
 
 include mk/containerd.mk
 include mk/bench.mk
+include mk/cri.mk
 
 build: core containerd-bins test-image
 

@@ -1,0 +1,109 @@
+# tests/cri/hoststate.sh — sourced by tests/cri/run.sh: what a CRI run may
+# change on the host outside its scratch dir, recorded before the run, put
+# back after it, and checked.
+#
+# CNI's bridge plugin turns net.ipv4.ip_forward on; portmap adds iptables
+# chains (CNI-HOSTPORT-*, CNI-DN-*) and jumps to them that stay after the last
+# pod is gone; critest's HostIpc specs leave shared memory segments (ipcmk)
+# on the host; runc creates the pods' cgroups under the cgroup parent critest
+# sends. Pods killed without a CNI DEL (an interrupted run) also leave their
+# per-pod chains and the bridge.
+
+hs_sysctls=(net.ipv4.ip_forward net.ipv4.conf.all.forwarding net.ipv4.conf.default.forwarding
+	net.ipv4.conf.all.route_localnet net.ipv6.conf.all.forwarding net.ipv6.conf.default.forwarding)
+
+# hs_snapshot DIR: record the host state into DIR.
+hs_snapshot() {
+	local d=$1 k
+	mkdir -p "$d"
+	for k in "${hs_sysctls[@]}"; do
+		echo "$k=$(sysctl -n "$k" 2>/dev/null)"
+	done >"$d/sysctl"
+	iptables-save 2>/dev/null | grep -E '^(\*|:|-A)' >"$d/iptables" || true
+	ip6tables-save 2>/dev/null | grep -E '^(\*|:|-A)' >"$d/ip6tables" || true
+	awk 'NR > 1 { print $2 }' /proc/sysvipc/shm | sort >"$d/shm"
+	ls -d /sys/fs/cgroup/*/test.slice /sys/fs/cgroup/test.slice 2>/dev/null >"$d/cgroups" || true
+}
+
+# hs_ipt_new SAVE_CMD BEFORE: the CNI lines of SAVE_CMD's output not in BEFORE,
+# as "TABLE LINE".
+hs_ipt_new() {
+	local save=$1 before=$2
+	"$save" 2>/dev/null | awk '
+		FNR == NR { seen[$0] = 1; next }
+		/^\*/ { t = substr($0, 2); next }
+		/CNI-/ && !(($0) in seen) { print t " " $0 }' "$before" - || true
+}
+
+# hs_restore DIR: undo what the run changed (only what was not there before).
+hs_restore() {
+	local d=$1 kv k v fam line t rest id
+	while IFS= read -r kv; do
+		k=${kv%%=*} v=${kv#*=}
+		[ -n "$v" ] && [ "$(sysctl -n "$k" 2>/dev/null)" != "$v" ] && sysctl -qw "$k=$v"
+	done <"$d/sysctl"
+	for fam in iptables ip6tables; do
+		# rules first (jumps to the chains), then the chains
+		hs_ipt_new "$fam-save" "$d/$fam" | grep ' -A ' | while read -r t line; do
+			# shellcheck disable=SC2086 # the saved rule is word-split like iptables-restore does
+			eval "$fam -w -t $t ${line/#-A/-D}" 2>/dev/null || true
+		done
+		hs_ipt_new "$fam-save" "$d/$fam" | grep ' :CNI-' | while read -r t rest; do
+			rest=${rest#:}
+			$fam -w -t "$t" -F "${rest%% *}" 2>/dev/null || true
+		done
+		hs_ipt_new "$fam-save" "$d/$fam" | grep ' :CNI-' | while read -r t rest; do
+			rest=${rest#:}
+			$fam -w -t "$t" -X "${rest%% *}" 2>/dev/null || true
+		done
+	done
+	for id in $(awk 'NR > 1 { print $2 }' /proc/sysvipc/shm | sort | comm -13 "$d/shm" -); do
+		ipcrm -m "$id" 2>/dev/null || true
+	done
+	# pods' cgroups: leaves first; a cgroup with a process left is reported
+	# by hs_check
+	local cg
+	for cg in /sys/fs/cgroup/*/test.slice /sys/fs/cgroup/test.slice; do
+		[ -d "$cg" ] && ! grep -qx "$cg" "$d/cgroups" || continue
+		find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+	done
+}
+
+# hs_check DIR SCRATCH BRIDGE: print what is left behind; 1 if anything.
+hs_check() {
+	local d=$1 scratch=$2 br=$3 left=0 p kv k v fam cg
+	for p in /proc/[0-9]*; do
+		if [[ "$(readlink "$p/root" 2>/dev/null)" == "$scratch"* ]] ||
+			{ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF "$scratch"; then
+			echo "left: process ${p#/proc/}: $({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | cut -c1-100)"
+			left=1
+		fi
+	done
+	if grep -F " $scratch" /proc/self/mountinfo >/dev/null; then
+		echo "left: mounts: $(grep -cF " $scratch" /proc/self/mountinfo)"
+		left=1
+	fi
+	if ip link show "$br" >/dev/null 2>&1; then
+		echo "left: bridge $br" && left=1
+	fi
+	while IFS= read -r kv; do
+		k=${kv%%=*} v=${kv#*=}
+		if [ "$(sysctl -n "$k" 2>/dev/null)" != "$v" ]; then
+			echo "left: sysctl $k=$(sysctl -n "$k") (was $v)" && left=1
+		fi
+	done <"$d/sysctl"
+	for fam in iptables ip6tables; do
+		if [ -n "$(hs_ipt_new "$fam-save" "$d/$fam")" ]; then
+			echo "left: $fam:" && hs_ipt_new "$fam-save" "$d/$fam" | sed 's/^/  /' && left=1
+		fi
+	done
+	if [ -n "$(awk 'NR > 1 { print $2 }' /proc/sysvipc/shm | sort | comm -13 "$d/shm" -)" ]; then
+		echo "left: shared memory segments" && left=1
+	fi
+	for cg in /sys/fs/cgroup/*/test.slice /sys/fs/cgroup/test.slice; do
+		if [ -d "$cg" ] && ! grep -qx "$cg" "$d/cgroups"; then
+			echo "left: cgroup $cg" && left=1
+		fi
+	done
+	return $left
+}
