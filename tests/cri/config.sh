@@ -58,7 +58,8 @@ state = "$dir/state"
 TOML
 }
 
-# containerd 2.x: config version 3; CRI split into io.containerd.cri.v1.images
+# containerd 2.x: config version 3 (2.3 reads it, migrating to its version 4,
+# where [grpc]/[ttrpc] move into server plugins); CRI split into io.containerd.cri.v1.images
 # (pulls, the pinned sandbox image, registry hosts), io.containerd.cri.v1.runtime
 # (runtimes, CNI, netns) and io.containerd.grpc.v1.cri (the service, streaming).
 # (docs/cri/config.md and internal/cri/config of containerd v2.3.)
@@ -122,9 +123,10 @@ cri_config() {
 	esac
 }
 
-# cri_daemon_version DAEMON: 2 if its default config is version 3, else 1.7.
+# cri_daemon_version DAEMON: 2 if its default config is version 3 or later
+# (containerd 2.0-2.2: 3, 2.3: 4; version 3 files are migrated), else 1.7.
 cri_daemon_version() {
-	if "$1" config default 2>/dev/null | grep -q '^version = 3'; then
+	if "$1" config default 2>/dev/null | grep -qE '^version = ([3-9]|[1-9][0-9])$'; then
 		echo 2
 	else
 		echo 1.7

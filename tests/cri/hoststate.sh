@@ -5,8 +5,11 @@
 # CNI's bridge plugin turns net.ipv4.ip_forward on; portmap adds iptables
 # chains (CNI-HOSTPORT-*, CNI-DN-*) and jumps to them that stay after the last
 # pod is gone; critest's HostIpc specs leave shared memory segments (ipcmk)
-# on the host; runc creates the pods' cgroups under the cgroup parent critest
-# sends. Pods killed without a CNI DEL (an interrupted run) also leave their
+# on the host; runc creates the pods' cgroups from the cgroup parent critest
+# sends (containerd 1.7 has no RuntimeConfig call, so critest assumes
+# systemd and sends /test.slice; containerd turns that into
+# "test.slice:cri-containerd:ID", which runc's cgroupfs driver takes as a
+# directory name under its own cgroup). Pods killed without a CNI DEL (an interrupted run) also leave their
 # per-pod chains and the bridge.
 
 hs_sysctls=(net.ipv4.ip_forward net.ipv4.conf.all.forwarding net.ipv4.conf.default.forwarding
@@ -22,7 +25,12 @@ hs_snapshot() {
 	iptables-save 2>/dev/null | grep -E '^(\*|:|-A)' >"$d/iptables" || true
 	ip6tables-save 2>/dev/null | grep -E '^(\*|:|-A)' >"$d/ip6tables" || true
 	awk 'NR > 1 { print $2 }' /proc/sysvipc/shm | sort >"$d/shm"
-	ls -d /sys/fs/cgroup/*/test.slice /sys/fs/cgroup/test.slice 2>/dev/null >"$d/cgroups" || true
+	hs_cgroups >"$d/cgroups"
+}
+
+# hs_cgroups: the cgroups that CRI pods get from critest's cgroup parent.
+hs_cgroups() {
+	find /sys/fs/cgroup -maxdepth 6 -type d \( -name test.slice -o -name '*cri-containerd:*' \) 2>/dev/null | sort
 }
 
 # hs_ipt_new SAVE_CMD BEFORE: the CNI lines of SAVE_CMD's output not in BEFORE,
@@ -63,8 +71,7 @@ hs_restore() {
 	# pods' cgroups: leaves first; a cgroup with a process left is reported
 	# by hs_check
 	local cg
-	for cg in /sys/fs/cgroup/*/test.slice /sys/fs/cgroup/test.slice; do
-		[ -d "$cg" ] && ! grep -qx "$cg" "$d/cgroups" || continue
+	for cg in $(hs_cgroups | comm -13 "$d/cgroups" -); do
 		find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true
 	done
 }
@@ -100,10 +107,8 @@ hs_check() {
 	if [ -n "$(awk 'NR > 1 { print $2 }' /proc/sysvipc/shm | sort | comm -13 "$d/shm" -)" ]; then
 		echo "left: shared memory segments" && left=1
 	fi
-	for cg in /sys/fs/cgroup/*/test.slice /sys/fs/cgroup/test.slice; do
-		if [ -d "$cg" ] && ! grep -qx "$cg" "$d/cgroups"; then
-			echo "left: cgroup $cg" && left=1
-		fi
+	for cg in $(hs_cgroups | comm -13 "$d/cgroups" -); do
+		echo "left: cgroup $cg" && left=1
 	done
 	return $left
 }

@@ -167,7 +167,8 @@ JSON
 
 # --- daemon -------------------------------------------------------------
 cri_config "$version" "$scratch" "$sock" "$scratch/certs.d" registry.k8s.io/pause:3.10-embedshim >"$scratch/config.toml"
-PATH=$repo/bin:$PATH "$daemon" --config "$scratch/config.toml" >"$scratch/daemon.log" 2>&1 &
+# the runc.v2 shim: the daemon's own build's if beside it, else bin/'s
+PATH=$(dirname "$daemon"):$repo/bin:$PATH "$daemon" --config "$scratch/config.toml" >"$scratch/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 300); do
 	"$ctr" --address "$sock" plugins ls 2>/dev/null | grep -qE 'io\.containerd\.grpc\.v1 +cri +.* ok' && break

@@ -33,7 +33,7 @@ type report struct {
 type result struct {
 	handler string
 	states  map[string]string // spec name -> state
-	failure map[string]string // spec name -> first line of the failure
+	failure map[string]string // spec name -> the failure, on one line
 	counts  map[string]int
 	runTime time.Duration
 }
@@ -121,9 +121,11 @@ func load(handler, path string) (result, error) {
 			name := strings.Join(append(append([]string{}, s.ContainerHierarchyTexts...), s.LeafNodeText), " ")
 			r.states[name] = s.State
 			r.counts[s.State]++
-			if s.Failure.Message != "" {
-				first, _, _ := strings.Cut(strings.TrimSpace(s.Failure.Message), "\n")
-				r.failure[name] = first
+			if m := strings.Join(strings.Fields(s.Failure.Message), " "); m != "" {
+				if len(m) > 160 {
+					m = m[:160] + "..."
+				}
+				r.failure[name] = m
 			}
 		}
 	}
