@@ -31,9 +31,9 @@ CRI_CNI_PLUGINS   := main/bridge ipam/host-local main/loopback meta/portmap
 CRI_DAEMON        ?= $(CTRD_BIN)/embedshim-containerd
 CRI_BUSYBOX       := $(CRI_OUT)/busybox/bin/busybox
 CRI_HELPERS       := webserver pgrep ipcs nonewprivs pause
-# fast specs for `make test-cri-smoke`: exec (with the timeout one), a pod's
-# and a container's lifecycle, log, port mapping
-CRI_SMOKE_FOCUS   ?= should support execSync with timeout|runtime should support execSync|runtime should support basic operations on container|runtime should support basic operations on PodSandbox|runtime should support log|runtime should support port mapping with only container port
+# fast specs for `make test-cri-smoke`: version info, a pod, a container's
+# removal, exec (and exec with a timeout), port mapping
+CRI_SMOKE_FOCUS   ?= runtime should return version info|runtime should support running PodSandbox|removing stopped container|runtime should support execSync \[Conformance\]|execSync with timeout|port mapping with only container port
 
 .PHONY: test-cri test-cri-smoke cri-tools cri-mod-download cri-clean \
         $(CRI_OUT)/critest $(CRI_OUT)/push $(CRI_OUT)/compare

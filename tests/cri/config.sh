@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/cri/config.sh — sourced by tests/cri/run.sh: the daemon's config.toml
 # for critest, in the dialect of the daemon's containerd.
 #

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/cri/hoststate.sh — sourced by tests/cri/run.sh: what a CRI run may
 # change on the host outside its scratch dir, recorded before the run, put
 # back after it, and checked.
@@ -37,10 +38,11 @@ hs_cgroups() {
 # as "TABLE LINE".
 hs_ipt_new() {
 	local save=$1 before=$2
-	"$save" 2>/dev/null | awk '
-		FNR == NR { seen[$0] = 1; next }
+	# (BEFORE read with getline: an empty BEFORE breaks awk's FNR == NR idiom)
+	"$save" 2>/dev/null | awk -v before="$before" '
+		BEGIN { while ((getline l < before) > 0) seen[l] = 1 }
 		/^\*/ { t = substr($0, 2); next }
-		/CNI-/ && !(($0) in seen) { print t " " $0 }' "$before" - || true
+		/CNI-/ && !(($0) in seen) { print t " " $0 }' || true
 }
 
 # hs_restore DIR: undo what the run changed (only what was not there before).
@@ -76,15 +78,23 @@ hs_restore() {
 	done
 }
 
+# hs_procs SCRATCH: pids of processes whose root is under SCRATCH (containers)
+# or whose command line names it (daemon, registry, runc); one pass over
+# /proc, as the machine may run thousands of processes.
+hs_procs() {
+	{
+		find /proc/[0-9]*/root -maxdepth 0 -lname "$1*" 2>/dev/null | cut -d/ -f3
+		grep -lsF -- "$1" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3
+	} | sort -un
+}
+
 # hs_check DIR SCRATCH BRIDGE: print what is left behind; 1 if anything.
 hs_check() {
 	local d=$1 scratch=$2 br=$3 left=0 p kv k v fam cg
-	for p in /proc/[0-9]*; do
-		if [[ "$(readlink "$p/root" 2>/dev/null)" == "$scratch"* ]] ||
-			{ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF "$scratch"; then
-			echo "left: process ${p#/proc/}: $({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | cut -c1-100)"
-			left=1
-		fi
+	for p in $(hs_procs "$scratch"); do
+		[ -d "/proc/$p" ] || continue # the finder itself, gone
+		echo "left: process $p: $({ tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | cut -c1-100)"
+		left=1
 	done
 	if grep -F " $scratch" /proc/self/mountinfo >/dev/null; then
 		echo "left: mounts: $(grep -cF " $scratch" /proc/self/mountinfo)"

@@ -44,7 +44,7 @@ logs=$tools/logs
 mkdir -p "$logs"
 rm -f "$logs"/*
 br=escri$(printf '%04x' $((RANDOM)))
-registry_pid= daemon_pid= critest_pid=
+registry_pid='' daemon_pid='' critest_pid=''
 hs_snapshot "$scratch/host-before"
 
 cleanup() {
@@ -63,11 +63,8 @@ cleanup() {
 	fi
 	[ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
 	# processes of this run still alive (runc containers outlive the daemon)
-	for p in /proc/[0-9]*; do
-		if [[ "$(readlink "$p/root" 2>/dev/null)" == "$scratch"* ]] ||
-			{ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF "$scratch"; then
-			kill -9 "${p#/proc/}" 2>/dev/null
-		fi
+	for p in $(hs_procs "$scratch"); do
+		kill -9 "$p" 2>/dev/null
 	done
 	# mounts (rootfs, netns, shm, pins), deepest first
 	awk -v s="$scratch" '$5 ~ "^" s { print $5 }' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l

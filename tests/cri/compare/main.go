@@ -39,8 +39,8 @@ type result struct {
 }
 
 func main() {
-	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: compare REF_HANDLER=REPORT.json HANDLER=REPORT.json...")
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: compare REF_HANDLER=REPORT.json [HANDLER=REPORT.json...]")
 		os.Exit(2)
 	}
 	var results []result
