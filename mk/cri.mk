@@ -7,7 +7,7 @@
 # Targets:
 #   test-cri        the full critest run per handler, then the comparison:
 #                   fails if a spec passes on runc but not on embed
-#                   (tests/cri/run.sh; ~2 + ~3 min on 2 cores)
+#                   (tests/cri/run.sh; ~1.5 + ~3 min on 2 idle cores)
 #   test-cri-smoke  the same restricted to CRI_SMOKE_FOCUS
 #   cri-tools       what the run needs, under $(CRI_OUT): critest, the CNI
 #                   plugins, the offline images and the small Go tools
