@@ -4,7 +4,8 @@
 set -euo pipefail
 
 pkgs=(clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev cmake pkg-config
-	runc busybox-static clang-format iproute2 procps)
+	runc busybox-static clang-format iproute2 procps
+	docker-registry iptables curl util-linux) # the last four for tests/cri (critest)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

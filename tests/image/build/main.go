@@ -19,6 +19,15 @@
 // Image config: Cmd ["sh"], Env PATH=/usr/local/sbin:/usr/local/bin:
 // /usr/sbin:/usr/bin:/sbin:/bin, WorkingDir "/".
 //
+// Flags for images other than the default one (tests/cri builds critest's
+// images with them, see tests/cri/images.sh): -applets hardlink installs the
+// applets as hard links to /bin/busybox (as upstream busybox images do, so a
+// masked /bin/ls masks only ls) and -libs copies the shared libraries a
+// dynamic busybox needs (from ldd) to their paths; -user, -entrypoint, -cmd,
+// -expose and -label set the image config; -passwd and -group append lines
+// to /etc/passwd and /etc/group; -setuid NAME installs helper NAME setuid
+// root.
+//
 // The output is reproducible: all tar entries are sorted, owned by 0:0, with a
 // fixed mtime (SOURCE_DATE_EPOCH if set, else 2020-01-01T00:00:00Z), and the
 // helpers are built with -trimpath -buildid= (same Go toolchain → same bytes).
@@ -65,6 +74,26 @@ const (
 
 type helperFlag map[string]string
 
+// listFlag collects a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// options are the image's contents and config beyond the defaults.
+type options struct {
+	applets    string   // "symlink" or "hardlink"
+	libs       bool     // copy busybox's shared libraries (ldd)
+	user       string   // config User
+	entrypoint []string // config Entrypoint
+	cmd        []string // config Cmd (default ["sh"])
+	expose     []string // config ExposedPorts, e.g. 80/tcp
+	labels     []string // config Labels, KEY=VALUE
+	passwd     []string // extra /etc/passwd lines
+	group      []string // extra /etc/group lines
+	setuid     []string // helpers installed 04755
+}
+
 func (h helperFlag) String() string { return fmt.Sprint(map[string]string(h)) }
 func (h helperFlag) Set(v string) error {
 	name, p, ok := strings.Cut(v, "=")
@@ -83,11 +112,38 @@ func main() {
 		helpersSrc = flag.String("helpers-src", "tests/image/helpers", "directory whose subdirectories are Go main packages built (CGO_ENABLED=0) into /usr/local/bin; empty to skip")
 		goBin      = flag.String("go", "go", "go command used to build helpers")
 		helpers    = helperFlag{}
+		o          options
+		entrypoint = flag.String("entrypoint", "", "config Entrypoint as a JSON array")
+		cmd        = flag.String("cmd", `["sh"]`, "config Cmd as a JSON array")
 	)
 	flag.Var(helpers, "helper", "extra static file NAME=PATH installed as /usr/local/bin/NAME (repeatable)")
+	flag.StringVar(&o.applets, "applets", "symlink", "how applets link to /bin/busybox: symlink or hardlink")
+	flag.BoolVar(&o.libs, "libs", false, "copy the shared libraries busybox needs (ldd) into the image")
+	flag.StringVar(&o.user, "user", "", "config User")
+	flag.Var((*listFlag)(&o.expose), "expose", "config ExposedPorts entry, e.g. 80/tcp (repeatable)")
+	flag.Var((*listFlag)(&o.labels), "label", "config label KEY=VALUE (repeatable)")
+	flag.Var((*listFlag)(&o.passwd), "passwd", "line appended to /etc/passwd (repeatable)")
+	flag.Var((*listFlag)(&o.group), "group", "line appended to /etc/group (repeatable)")
+	flag.Var((*listFlag)(&o.setuid), "setuid", "helper NAME installed setuid root (repeatable)")
 	flag.Parse()
+	for _, j := range []struct {
+		s   string
+		dst *[]string
+	}{{*entrypoint, &o.entrypoint}, {*cmd, &o.cmd}} {
+		if j.s == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(j.s), j.dst); err != nil {
+			fmt.Fprintf(os.Stderr, "build test image: %q: want a JSON array of strings: %v\n", j.s, err)
+			os.Exit(2)
+		}
+	}
+	if o.applets != "symlink" && o.applets != "hardlink" {
+		fmt.Fprintf(os.Stderr, "build test image: -applets %q: want symlink or hardlink\n", o.applets)
+		os.Exit(2)
+	}
 
-	if err := run(*out, *name, *busybox, *helpersSrc, *goBin, helpers); err != nil {
+	if err := run(*out, *name, *busybox, *helpersSrc, *goBin, helpers, o); err != nil {
 		fmt.Fprintf(os.Stderr, "build test image: %v\n", err)
 		os.Exit(1)
 	}
@@ -107,7 +163,7 @@ func epoch() time.Time {
 	return time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 }
 
-func run(out, name, busybox, helpersSrc, goBin string, extra helperFlag) error {
+func run(out, name, busybox, helpersSrc, goBin string, extra helperFlag, o options) error {
 	mtime := epoch()
 	files := map[string]*entry{}
 
@@ -119,6 +175,13 @@ func run(out, name, busybox, helpersSrc, goBin string, extra helperFlag) error {
 	}
 	symlink := func(p, target string) {
 		files[p] = &entry{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: p, Linkname: target, Mode: 0o777}}
+	}
+	applet := symlink
+	if o.applets == "hardlink" {
+		// a hard link names the earlier entry by its path in the archive
+		applet = func(p, _ string) {
+			files[p] = &entry{hdr: tar.Header{Typeflag: tar.TypeLink, Name: p, Linkname: "bin/busybox", Mode: 0o755}}
+		}
 	}
 	// ensure parent directories exist
 	parents := func() {
@@ -155,7 +218,7 @@ func run(out, name, busybox, helpersSrc, goBin string, extra helperFlag) error {
 		if l == "" || l == "bin/busybox" || strings.Contains(l, "..") {
 			continue
 		}
-		symlink(l, "/bin/busybox")
+		applet(l, "/bin/busybox")
 		applets++
 	}
 	for _, must := range []string{"bin/sh", "bin/sleep", "bin/true", "bin/false", "bin/cat", "bin/echo", "bin/ls", "bin/ps", "usr/bin/head", "usr/bin/yes", "bin/dd", "bin/kill", "usr/bin/env", "usr/bin/id"} {
@@ -163,15 +226,29 @@ func run(out, name, busybox, helpersSrc, goBin string, extra helperFlag) error {
 			// busybox builds differ in where they put applets; fall back to /bin
 			if _, ok := files["bin/"+path.Base(must)]; !ok {
 				if _, ok := files["usr/bin/"+path.Base(must)]; !ok {
-					symlink("bin/"+path.Base(must), "/bin/busybox")
+					applet("bin/"+path.Base(must), "/bin/busybox")
 				}
 			}
 		}
 	}
 
+	if o.libs {
+		libs, err := sharedLibs(busybox)
+		if err != nil {
+			return err
+		}
+		for _, l := range libs {
+			data, err := os.ReadFile(l) // through symlinks: the image gets the file
+			if err != nil {
+				return err
+			}
+			file(strings.TrimPrefix(l, "/"), 0o755, data)
+		}
+	}
+
 	// /etc
-	file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"))
-	file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n"))
+	file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"+lines(o.passwd)))
+	file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n"+lines(o.group)))
 	file("etc/hosts", 0o644, []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"))
 	file("etc/hostname", 0o644, nil)
 	file("etc/resolv.conf", 0o644, nil)
@@ -196,6 +273,13 @@ func run(out, name, busybox, helpersSrc, goBin string, extra helperFlag) error {
 		}
 		file("usr/local/bin/"+n, 0o755, data)
 	}
+	for _, n := range o.setuid {
+		e, ok := files["usr/local/bin/"+n]
+		if !ok {
+			return fmt.Errorf("-setuid %s: no such helper", n)
+		}
+		e.hdr.Mode = 0o4755
+	}
 	parents()
 
 	// layer tar
@@ -204,6 +288,10 @@ func run(out, name, busybox, helpersSrc, goBin string, extra helperFlag) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	// hard links after everything else: their target must be extracted first
+	sort.SliceStable(names, func(i, j int) bool {
+		return files[names[i]].hdr.Typeflag != tar.TypeLink && files[names[j]].hdr.Typeflag == tar.TypeLink
+	})
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
 	for _, n := range names {
@@ -231,14 +319,38 @@ func run(out, name, busybox, helpersSrc, goBin string, extra helperFlag) error {
 	layerDigest := digest(layerBytes)
 
 	// config, manifest, index
+	cfg := map[string]any{
+		"Env":        []string{"PATH=" + imagePath},
+		"WorkingDir": "/",
+	}
+	if len(o.cmd) > 0 {
+		cfg["Cmd"] = o.cmd
+	}
+	if len(o.entrypoint) > 0 {
+		cfg["Entrypoint"] = o.entrypoint
+	}
+	if o.user != "" {
+		cfg["User"] = o.user
+	}
+	if len(o.expose) > 0 {
+		ports := map[string]struct{}{}
+		for _, p := range o.expose {
+			ports[p] = struct{}{}
+		}
+		cfg["ExposedPorts"] = ports
+	}
+	if len(o.labels) > 0 {
+		labels := map[string]string{}
+		for _, l := range o.labels {
+			k, v, _ := strings.Cut(l, "=")
+			labels[k] = v
+		}
+		cfg["Labels"] = labels
+	}
 	config := map[string]any{
 		"architecture": runtime.GOARCH,
 		"os":           "linux",
-		"config": map[string]any{
-			"Env":        []string{"PATH=" + imagePath},
-			"Cmd":        []string{"sh"},
-			"WorkingDir": "/",
-		},
+		"config":       cfg,
 		"rootfs": map[string]any{
 			"type":     "layers",
 			"diff_ids": []string{layerDigest},
@@ -363,6 +475,36 @@ func buildHelpers(src, goBin string) (map[string]string, func(), error) {
 		out[e.Name()] = bin
 	}
 	return out, cleanup, nil
+}
+
+// sharedLibs lists the shared libraries (and the ELF interpreter) that bin
+// loads, as ldd prints them; none for a static binary.
+func sharedLibs(bin string) ([]string, error) {
+	out, err := exec.Command("ldd", bin).CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "not a dynamic executable") {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("ldd %s: %v: %s", bin, err, out)
+	}
+	var libs []string
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			libs = append(libs, f[2])
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			libs = append(libs, f[0]) // the interpreter, e.g. /lib64/ld-linux-x86-64.so.2
+		}
+	}
+	return libs, nil
+}
+
+func lines(l []string) string {
+	if len(l) == 0 {
+		return ""
+	}
+	return strings.Join(l, "\n") + "\n"
 }
 
 func digest(b []byte) string {
