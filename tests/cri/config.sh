@@ -80,8 +80,13 @@ state = "$dir/state"
   address = ""
 [plugins."io.containerd.internal.v1.opt"]
   path = "$dir/opt"
+# NRI on, with its socket in the scratch dir (critest -nri-socket) and no
+# plugins of the host's.
 [plugins."io.containerd.nri.v1.nri"]
-  disable = true
+  disable = false
+  socket_path = "$dir/nri.sock"
+  plugin_path = "$dir/nri/plugins"
+  plugin_config_path = "$dir/nri/conf.d"
 [plugins."io.containerd.runtime.v1.embed"]
   runtime_root = "$dir/runc-embed"
   pin_dir = "$dir/bpf"

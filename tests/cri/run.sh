@@ -190,6 +190,8 @@ for h in "${handlers[@]}"; do
 		-config "$scratch/crictl.yaml" -ginkgo.no-color -ginkgo.timeout 30m
 		-ginkgo.json-report "$scratch/$h.json")
 	[ -n "$focus" ] && args+=(-ginkgo.focus "$focus")
+	# containerd 2.x runs NRI (its socket in the scratch dir, see config.sh)
+	[ "$version" = 2 ] && args+=(-nri-socket "$scratch/nri.sock")
 	start=$(date +%s)
 	(cd "$scratch" && exec "$tools/critest" "${args[@]}") >"$logs/critest-$h.log" 2>&1 &
 	critest_pid=$!
