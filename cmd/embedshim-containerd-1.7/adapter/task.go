@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/containerd/protobuf"
 	"github.com/containerd/containerd/protobuf/types"
 	rt "github.com/containerd/containerd/runtime"
+	"github.com/containerd/typeurl/v2"
 
 	"github.com/embedshim/embedshim/go/core"
 )
@@ -127,11 +128,8 @@ func (e *execProcess) Delete(ctx context.Context) (*rt.Exit, error) {
 	return (*rt.Exit)(x), err
 }
 
-// anyOrNil keeps a nil *types.Any a nil interface for the core.
-func anyOrNil(a *types.Any) interface {
-	GetTypeUrl() string
-	GetValue() []byte
-} {
+// anyOrNil keeps a nil *types.Any a nil typeurl.Any for the core.
+func anyOrNil(a *types.Any) typeurl.Any {
 	if a == nil {
 		return nil
 	}

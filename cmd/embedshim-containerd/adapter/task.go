@@ -127,11 +127,8 @@ func (e *execProcess) Delete(ctx context.Context) (*rt.Exit, error) {
 	return (*rt.Exit)(x), err
 }
 
-// anyOrNil keeps a nil *types.Any a nil interface for the core.
-func anyOrNil(a *types.Any) interface {
-	GetTypeUrl() string
-	GetValue() []byte
-} {
+// anyOrNil keeps a nil *types.Any a nil typeurl.Any for the core.
+func anyOrNil(a *types.Any) typeurl.Any {
 	if a == nil {
 		return nil
 	}
