@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/errdefs"
@@ -222,7 +223,8 @@ func (t *Task) runExec(ctx context.Context, p *process) (*exitmon.Exit, error) {
 }
 
 // runcCommand builds a runc command line the way go-runc does (same global
-// flags), for the calls go-runc cannot make for us.
+// flags, working directory, parent-death signal and environment), for the
+// calls go-runc cannot make for us.
 func (t *Task) runcCommand(ctx context.Context, args ...string) *exec.Cmd {
 	r := t.runc
 	var global []string
@@ -242,6 +244,8 @@ func (t *Task) runcCommand(ctx context.Context, args ...string) *exec.Cmd {
 		global = append(global, "--systemd-cgroup")
 	}
 	cmd := exec.CommandContext(ctx, r.Command, append(global, args...)...)
+	cmd.Dir = r.WorkDir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: r.PdeathSignal}
 	// NOTIFY_SOCKET changes runc's behaviour; only systemd should set it.
 	env := os.Environ()
 	out := env[:0]

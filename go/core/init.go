@@ -17,6 +17,8 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/embedshim/embedshim/go/exitmon"
 )
 
 // createdKillTimeout bounds the wait for runc-init to die when a task that was
@@ -80,6 +82,9 @@ func (t *Task) create(ctx context.Context, opts CreateOpts) (err error) {
 	if socket != nil {
 		copts.ConsoleSocket = socket
 	}
+	// runc-init is alive from here until its pid is read: an exit of that
+	// pid after this moment is its exit.
+	since := exitmon.MonoNow()
 	if err := t.runc.Create(ctx, t.id, t.bundle.path, copts); err != nil {
 		return runtimeError(t.runc, err, "OCI runtime create failed")
 	}
@@ -96,14 +101,34 @@ func (t *Task) create(ctx context.Context, opts CreateOpts) (err error) {
 		return fmt.Errorf("failed to retrieve OCI runtime container pid: %w", err)
 	}
 	if err := t.m.attach(p, pid); err != nil {
-		if errors.Is(err, errExitedEarly) {
-			// runc-init waits on exec.fifo: it only dies if killed.
-			return fmt.Errorf("container init %d died before it was tracked: %w", pid, err)
+		if !errors.Is(err, errExitedEarly) {
+			return err
 		}
-		return err
+		t.initDiedBeforeTracked(ctx, pid, since)
 	}
 	t.persist()
 	return nil
+}
+
+// initDiedBeforeTracked handles a runc-init that died between runc create
+// and its registration. It waits on exec.fifo, so it was killed: by an OCI
+// runtime wrapper (a fault-injecting one does it on purpose), the OOM killer
+// or a user. runc.v2 then reports the task created and its exit right after
+// /tasks/create, so do we. The daemon's reaper may have reaped it already,
+// so its status is found by pid among the exits since create began.
+func (t *Task) initDiedBeforeTracked(ctx context.Context, pid int, since uint64) {
+	p := t.init
+	e, err := t.m.monitor.FindRecent(pid, since)
+	if err != nil || e == nil {
+		log.G(ctx).WithError(err).WithField("pid", pid).
+			Error("embed: container init died before it was tracked and its exit status is lost")
+		e = &exitmon.Exit{Pid: pid, ExitedAt: time.Now(), Unrecorded: true}
+	}
+	p.mu.Lock()
+	p.pid, p.ident = pid, e.Ident
+	p.mu.Unlock()
+	// Gated since create began: held until /tasks/create is out.
+	t.onExit(p, *e)
 }
 
 // prepareIO opens stdio for runc create/exec: files handed to runc, or a

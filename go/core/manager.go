@@ -172,6 +172,7 @@ func (m *Manager) attach(p *process, pid int) error {
 		m.router.remove(key)
 		switch {
 		case errors.Is(err, exitmon.ErrExited), errors.Is(err, exitmon.ErrNotExpected):
+			p.closePidfd()
 			return errExitedEarly
 		case errors.Is(err, exitmon.ErrCapacity):
 			// Not tracked: nobody else closes the pidfd.

@@ -134,10 +134,13 @@ func DecodeCRIOptions(configPath string, configBody []byte) (*runcoptions.Option
 
 // newRunc builds the go-runc client for a task. PdeathSignal makes a runc
 // command die with containerd instead of lingering; it does not reach the
-// container (runc-init is not runc's thread).
+// container (runc-init is not runc's thread). The bundle is the working
+// directory, as under runc.v2 (whose shim runs there): OCI runtime wrappers
+// read init.pid relative to it.
 func (rc *RuncConfig) newRunc(b *bundle) *runc.Runc {
 	return &runc.Runc{
 		Command:       rc.Binary,
+		WorkDir:       b.path,
 		Log:           b.runcLog(),
 		LogFormat:     runc.JSON,
 		PdeathSignal:  unix.SIGKILL,

@@ -180,7 +180,24 @@ func (m *Monitor) Lookup(pid int, ident uint64) (*Exit, error) {
 	case rc == 0:
 		return nil, nil
 	}
-	e := toExit(&ev, monoNow(), time.Now())
+	e := toExit(&ev, MonoNow(), time.Now())
+	return &e, nil
+}
+
+// FindRecent returns the exit of an unregistered process known only by its
+// pid (reaped before its identity could be read): the newest exit of pid at
+// or after since (a MonoNow() taken while the process was alive), taken from
+// the BPF program's recent exits so it is found once. nil if there is none.
+func (m *Monitor) FindRecent(pid int, since uint64) (*Exit, error) {
+	var ev C.struct_es_exit_event
+	rc := C.es_monitor_find_recent(m.c, C.int(pid), C.uint64_t(since), &ev)
+	switch {
+	case rc < 0:
+		return nil, newError("find recent exit", rc, nil)
+	case rc == 0:
+		return nil, nil
+	}
+	e := toExit(&ev, MonoNow(), time.Now())
 	return &e, nil
 }
 
@@ -258,7 +275,7 @@ func (m *Monitor) loop() {
 		if n < 0 {
 			return // woken by Close (or epoll broke: nothing to recover)
 		}
-		mono, wall := monoNow(), time.Now()
+		mono, wall := MonoNow(), time.Now()
 		for i := 0; i < int(n); i++ {
 			select {
 			case m.exits <- toExit(&evs[i], mono, wall):
@@ -282,7 +299,8 @@ func toExit(ev *C.struct_es_exit_event, mono uint64, wall time.Time) Exit {
 	return e
 }
 
-func monoNow() uint64 {
+// MonoNow is CLOCK_MONOTONIC in ns, the clock of exit records.
+func MonoNow() uint64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return uint64(ts.Nano())

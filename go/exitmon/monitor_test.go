@@ -349,3 +349,34 @@ func TestTrack(t *testing.T) {
 	// Reaped now: the pidfd names no process.
 	fails("reaped", fd, pid, ErrExited)
 }
+
+// FindRecent gives the status of a process reaped before it was registered,
+// by pid, once, and never one of an exit before the given time.
+func TestFindRecent(t *testing.T) {
+	m, _ := openTest(t, Options{})
+	since := MonoNow()
+	cmd := exec.Command("/bin/sh", "-c", "exit 7")
+	if err := cmd.Run(); err == nil {
+		t.Fatal("exit 7 reported success")
+	}
+	pid := cmd.Process.Pid
+	if e, err := m.FindRecent(pid, MonoNow()); err != nil || e != nil {
+		t.Fatalf("exit before since: %v, %v", e, err)
+	}
+	e, err := m.FindRecent(pid, since)
+	if err != nil || e == nil {
+		t.Fatalf("FindRecent(%d): %v, %v", pid, e, err)
+	}
+	if e.Pid != pid || ExitStatus(e.Status) != 7 || e.Unrecorded {
+		t.Errorf("got %+v, want pid %d status 7", e, pid)
+	}
+	if d := time.Since(e.ExitedAt); d < 0 || d > time.Minute {
+		t.Errorf("exit time %v off by %v", e.ExitedAt, d)
+	}
+	if e, err := m.FindRecent(pid, since); err != nil || e != nil {
+		t.Errorf("found twice: %v, %v", e, err)
+	}
+	if _, err := m.FindRecent(0, since); err == nil {
+		t.Error("pid 0 accepted")
+	}
+}

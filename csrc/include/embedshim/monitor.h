@@ -149,6 +149,17 @@ void es_monitor_wake(struct es_monitor *m);
 int es_monitor_lookup(struct es_monitor *m, int pid, uint64_t ident,
 		      struct es_exit_event *ev, char *err, size_t errlen);
 
+/*
+ * The exit of an unregistered process known only by its pid (it was reaped
+ * before its identity could be read): the newest exit of pid at or after
+ * since_ns (CLOCK_MONOTONIC, a time the process was known to be alive) among
+ * the BPF program's recent exits. Fills *ev, removes it there and returns 1;
+ * 0 if there is none (never exited, or dropped: more than ES_RECENT_EXITS
+ * unregistered exits followed).
+ */
+int es_monitor_find_recent(struct es_monitor *m, int pid, uint64_t since_ns,
+			   struct es_exit_event *ev);
+
 /* Stop tracking and delete the registration and any exit record. */
 int es_monitor_forget(struct es_monitor *m, int pid, uint64_t ident);
 
