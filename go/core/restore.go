@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
@@ -211,7 +212,7 @@ func (m *Manager) reloadProcess(ctx context.Context, p *process, s processState)
 	m.router.add(key, p)
 	e, err := m.monitor.Lookup(p.pid, p.ident)
 	if err != nil {
-		log.G(ctx).WithError(err).WithField("pid", p.pid).Error("embed: lookup exit record")
+		e = m.retrack(ctx, p, err)
 	}
 	if e != nil {
 		return e
@@ -226,6 +227,41 @@ func (m *Manager) reloadProcess(ctx context.Context, p *process, s processState)
 	}
 	p.io = reopenProcessIO(ctx, p.stdio)
 	return nil
+}
+
+// retrack handles a process the monitor could not look up (lookupErr):
+// its registration is gone (pins removed or replaced by hand, a root wiped
+// under a running daemon) or it is gone without a record. A process that
+// still lives is registered again; one that is gone gets the status the BPF
+// program filed for it if there is one, else it is reported stopped with an
+// unknown status (255, as containerd reports a task whose shim died), never
+// left running with a dead pid.
+func (m *Manager) retrack(ctx context.Context, p *process, lookupErr error) *exitmon.Exit {
+	l := log.G(ctx).WithFields(log.Fields{"pid": p.pid, "process": p.id})
+	switch {
+	case errors.Is(lookupErr, exitmon.ErrNoRecord):
+	case errors.Is(lookupErr, exitmon.ErrNotRegistered):
+		_, err := m.monitor.Register(p.pid, p.ident)
+		if err == nil {
+			l.WithError(lookupErr).Warn("embed: restored process had lost its registration; registered again")
+			return nil
+		}
+		if !errors.Is(err, exitmon.ErrExited) && !errors.Is(err, exitmon.ErrNotExpected) {
+			l.WithError(err).Error("embed: cannot register a restored process again; its exit will not be reported")
+			return nil
+		}
+	default:
+		l.WithError(lookupErr).Error("embed: lookup of a restored process failed")
+		return nil
+	}
+	// Unregistered exits are filed under "recent": its own, if it is still
+	// there, has its identity.
+	if e, _ := m.monitor.FindRecent(p.pid, 0); e != nil && e.Ident == p.ident {
+		l.WithError(lookupErr).Warn("embed: restored process exited unregistered; status taken from the recent exits")
+		return e
+	}
+	l.WithError(lookupErr).Error("embed: restored process is gone and left no exit record; reporting it stopped with status 255")
+	return &exitmon.Exit{Pid: p.pid, Ident: p.ident, ExitedAt: time.Now(), Unrecorded: true}
 }
 
 // waitStatusFor turns a containerd exit status back into a wait status so a

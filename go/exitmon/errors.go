@@ -19,6 +19,11 @@ var (
 	ErrNotExpected = errors.New("not the expected process")
 	// ErrCapacity: the maps are full.
 	ErrCapacity = errors.New("tracking capacity reached")
+	// ErrNotRegistered: the monitor has no registration for the process
+	// (its pins were removed or replaced, or it was forgotten).
+	ErrNotRegistered = errors.New("process not registered")
+	// ErrNoRecord: the registered process is gone and left no exit record.
+	ErrNoRecord = errors.New("process gone without an exit record")
 )
 
 // Error is a failure of the C core: the errno it returned and its message,
@@ -45,6 +50,10 @@ func (e *Error) Is(target error) bool {
 		return e.Errno == unix.ESTALE
 	case ErrCapacity:
 		return e.Errno == unix.ENOSPC
+	case ErrNotRegistered:
+		return e.Errno == unix.ENOENT
+	case ErrNoRecord:
+		return e.Errno == unix.ENODATA
 	}
 	return e.Errno == target
 }
