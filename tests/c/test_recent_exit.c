@@ -23,8 +23,8 @@ static int wait_for_kill(void *arg)
 }
 
 /* Spawn, note its identity, let it run to its end (fn) and reap it. */
-static pid_t run_reaped(int (*fn)(void *), void *arg, int sig,
-			uint64_t *ident, int *status)
+static pid_t run_reaped(int (*fn)(void *), void *arg, int sig, uint64_t *ident,
+			int *status)
 {
 	struct tu_child c = tu_spawn(fn, arg);
 	char err[256] = "";
@@ -50,16 +50,15 @@ static void test_found_once(struct es_monitor *m)
 	rc = es_monitor_find_recent(m, pid, since, &ev);
 	REQUIRE(rc == 1, "exit of reaped %d not found: %d", pid, rc);
 	CHECK(ev.pid == (uint32_t)pid && ev.ident == ident,
-	      "key %u/%llu, want %d/%llu", ev.pid,
-	      (unsigned long long)ev.ident, pid, (unsigned long long)ident);
+	      "key %u/%llu, want %d/%llu", ev.pid, (unsigned long long)ev.ident,
+	      pid, (unsigned long long)ident);
 	CHECK(ev.status == (uint32_t)status, "status %#x, want %#x", ev.status,
 	      status);
 	CHECK(ev.exit_ns >= since && ev.exit_ns <= es_mono_ns(),
 	      "exit time out of range");
 	CHECK(ev.err == 0, "err %d", ev.err);
 	/* Taken: a second lookup finds nothing. */
-	CHECK(es_monitor_find_recent(m, pid, since, &ev) == 0,
-	      "found twice");
+	CHECK(es_monitor_find_recent(m, pid, since, &ev) == 0, "found twice");
 	/* Nothing was registered or recorded on the way. */
 	CHECK(es_monitor_list(m, NULL, 0) == 0, "registration left");
 	CHECK(es_monitor_count_exits(m) == 0, "exit record left");
@@ -78,8 +77,7 @@ static void test_killed(struct es_monitor *m)
 	REQUIRE(es_monitor_find_recent(m, pid, since, &ev) == 1,
 		"killed %d not found", pid);
 	CHECK(ev.status == (uint32_t)status && ev.ident == ident,
-	      "status %#x ident %llu", ev.status,
-	      (unsigned long long)ev.ident);
+	      "status %#x ident %llu", ev.status, (unsigned long long)ev.ident);
 	printf("killed: ok\n");
 }
 
