@@ -14,14 +14,23 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/embedshim/embedshim/go/exitmon"
 )
 
 const (
-	defaultRuntime     = "runc"
-	defaultRuntimeRoot = "/run/containerd/runc"
-	defaultCapacity    = 65536
+	defaultRuntime  = "runc"
+	defaultCapacity = 65536
+	// runcRootDir is the default runc --root, under the plugin's state dir
+	// (a tmpfs, like runc's own default): embed's containers are never in
+	// runc.v2's root, so a runc command of one runtime cannot act on a
+	// container of the other with the same id, and two daemons with their
+	// own state dirs never share one. Hidden: it is no namespace.
+	runcRootDir = ".runc"
+	// legacyRuntimeRoot is the default of earlier releases (runc.v2's);
+	// restore moves the containers found there (see migrateRuncRoot).
+	legacyRuntimeRoot = "/run/containerd/runc"
 )
 
 // Config is the [plugins."io.containerd.runtime.v1.embed"] section; the
@@ -30,6 +39,8 @@ type Config struct {
 	// Runtime is the OCI runtime binary (name or path), runc by default.
 	Runtime string `toml:"runtime"`
 	// RuntimeRoot is the runc --root; the namespace is appended to it.
+	// Default: <plugin state dir>/.runc, e.g.
+	// /run/containerd/io.containerd.runtime.v1.embed/.runc.
 	RuntimeRoot string `toml:"runtime_root"`
 	// Capacity is the number of processes the exit monitor can track at once.
 	Capacity uint32 `toml:"capacity"`
@@ -47,9 +58,8 @@ type Config struct {
 // DefaultConfig is the configuration `containerd config default` shows.
 func DefaultConfig() *Config {
 	return &Config{
-		Runtime:     defaultRuntime,
-		RuntimeRoot: defaultRuntimeRoot,
-		Capacity:    defaultCapacity,
+		Runtime:  defaultRuntime,
+		Capacity: defaultCapacity,
 	}
 }
 
@@ -87,7 +97,7 @@ func Open(ctx context.Context, o Options) (*Manager, error) {
 		cfg.Runtime = defaultRuntime
 	}
 	if cfg.RuntimeRoot == "" {
-		cfg.RuntimeRoot = defaultRuntimeRoot
+		cfg.RuntimeRoot = filepath.Join(o.State, runcRootDir)
 	}
 	if cfg.Capacity == 0 {
 		cfg.Capacity = defaultCapacity

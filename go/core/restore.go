@@ -155,6 +155,7 @@ func (m *Manager) loadTask(ctx context.Context, ns, id string) (*Task, []pending
 		return nil, nil, err
 	}
 	rc := st.Runc
+	migrated := m.migrateRuncRoot(ctx, ns, id, &rc)
 	t := newTask(m, ns, id, b, &rc, st.Init.Stdio)
 	t.killAllOnExit = st.KillAllOnExit
 	t.checkpoint = st.Checkpoint
@@ -177,6 +178,9 @@ func (m *Manager) loadTask(ctx context.Context, ns, id string) (*Task, []pending
 	}
 	if t.init.exitSeen {
 		t.initExit = &exitmon.Exit{Pid: t.init.pid, Ident: t.init.ident}
+	}
+	if migrated {
+		t.persist()
 	}
 	return t, pending, nil
 }

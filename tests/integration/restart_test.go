@@ -827,7 +827,7 @@ func TestRestartStaleRegistrations(t *testing.T) {
 	if err := syscall.Unmount(filepath.Join(bundle, "rootfs"), syscall.MNT_DETACH); err != nil {
 		t.Fatalf("unmount rootfs: %v", err)
 	}
-	if out, err := exec.Command("runc", "--root", filepath.Join("/run/containerd/runc", e.d.Namespace),
+	if out, err := exec.Command("runc", "--root", e.d.EmbedRuncRoot(e.d.Namespace),
 		"delete", "--force", c.ID()).CombinedOutput(); err != nil {
 		t.Fatalf("runc delete: %v: %s", err, out)
 	}

@@ -55,7 +55,7 @@ func (d *Daemon) cleanup() {
 	}
 	for _, ns := range d.ownedNamespaces() {
 		removeCgroups(ns)
-		_ = os.RemoveAll(filepath.Join("/run/containerd/runc", ns))
+		_ = os.RemoveAll(RuncV2Root(ns))
 	}
 	if err := os.RemoveAll(d.Dir); err != nil {
 		// a mount we could not detach; try once more after unmounting

@@ -330,6 +330,15 @@ func (d *Daemon) HasEmbed() bool {
 	return d.opts.Embed != EmbedDisable && BinaryHasEmbed(d.Binary)
 }
 
+// RuncV2Root is runc.v2's runc --root for namespace ns (its default).
+func RuncV2Root(ns string) string { return filepath.Join("/run/containerd/runc", ns) }
+
+// EmbedRuncRoot is the embed runtime's default runc --root for namespace ns:
+// under its state dir, apart from runc.v2's.
+func (d *Daemon) EmbedRuncRoot(ns string) string {
+	return filepath.Join(d.State, EmbedPluginID, ".runc", ns)
+}
+
 func tomlString(s string) string { return fmt.Sprintf("%q", s) }
 
 func (d *Daemon) writeConfig() error {
@@ -610,6 +619,20 @@ func (d *Daemon) SwitchBinary(binary string, sig syscall.Signal) error {
 		return err
 	}
 	d.Binary = binary
+	if err := d.writeConfig(); err != nil {
+		return err
+	}
+	return d.start()
+}
+
+// Reconfigure stops the daemon with sig, applies change to its options
+// (e.g. EmbedConfig), rewrites the config and starts it again on the same
+// dirs: an operator changing the config across a restart.
+func (d *Daemon) Reconfigure(sig syscall.Signal, change func(*Options)) error {
+	if err := d.stop(sig, 10*time.Second); err != nil {
+		return err
+	}
+	change(&d.opts)
 	if err := d.writeConfig(); err != nil {
 		return err
 	}

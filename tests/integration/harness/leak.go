@@ -25,7 +25,8 @@ type Snapshot struct {
 	Mounts []string
 	// RuntimeDirs are entries left by runtimes for owned namespaces:
 	//   <root|state>/io.containerd.runtime.*/<ns>/<id>
-	//   /run/containerd/runc/<ns>/<id>                (runc --root)
+	//   /run/containerd/runc/<ns>/<id>                (runc.v2's runc --root)
+	//   <state>/io.containerd.runtime.v1.embed/.runc/<ns>/<id> (embed's)
 	RuntimeDirs []string
 	// Processes are the daemon's non-zombie processes (see Processes).
 	Processes []string
@@ -60,8 +61,10 @@ func (d *Daemon) Snapshot() Snapshot {
 			rts, _ := filepath.Glob(filepath.Join(base, "io.containerd.runtime.*", ns, "*"))
 			s.RuntimeDirs = append(s.RuntimeDirs, rts...)
 		}
-		rr, _ := filepath.Glob(filepath.Join("/run/containerd/runc", ns, "*"))
-		s.RuntimeDirs = append(s.RuntimeDirs, rr...)
+		for _, root := range []string{RuncV2Root(ns), d.EmbedRuncRoot(ns)} {
+			rr, _ := filepath.Glob(filepath.Join(root, "*"))
+			s.RuntimeDirs = append(s.RuntimeDirs, rr...)
+		}
 		for _, cg := range CgroupsOf(ns) {
 			if filepath.Base(cg) != ns {
 				s.Cgroups = append(s.Cgroups, cg)
