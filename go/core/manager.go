@@ -23,12 +23,13 @@ type Manager struct {
 	state  string // <plugin state>: per-task bundles
 	config *Config
 
-	pub      *publisher
-	monitor  *exitmon.Monitor
-	router   *exitRouter
-	tasks    *taskMap
-	mounter  Mounter
-	decoders Decoders
+	pub        *publisher
+	monitor    *exitmon.Monitor
+	router     *exitRouter
+	tasks      *taskMap
+	mounter    Mounter
+	decoders   Decoders
+	containers Containers
 
 	oomOnce sync.Once
 	oomw    *oomWatcher
@@ -41,19 +42,21 @@ type managerOpts struct {
 	monitor     *exitmon.Monitor
 	mounter     Mounter
 	decoders    Decoders
+	containers  Containers
 }
 
 func newManager(o managerOpts) *Manager {
 	return &Manager{
-		root:     o.root,
-		state:    o.state,
-		config:   o.config,
-		pub:      &publisher{events: o.events},
-		monitor:  o.monitor,
-		router:   newExitRouter(),
-		tasks:    newTaskMap(),
-		mounter:  o.mounter,
-		decoders: o.decoders,
+		root:       o.root,
+		state:      o.state,
+		config:     o.config,
+		pub:        &publisher{events: o.events},
+		monitor:    o.monitor,
+		router:     newExitRouter(),
+		tasks:      newTaskMap(),
+		mounter:    o.mounter,
+		decoders:   o.decoders,
+		containers: o.containers,
 	}
 }
 

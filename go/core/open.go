@@ -72,6 +72,14 @@ type Mounter interface {
 	Unmount(target string) error
 }
 
+// Containers answers whether containerd's metadata still holds a
+// container. A restored task whose container is gone (its record deleted
+// while the daemon was down, e.g. with a wiped root) is removed, process and
+// all, as runc.v2's shim loader drops a shim whose container is gone.
+type Containers interface {
+	Exists(ctx context.Context, ns, id string) (bool, error)
+}
+
 // Options is what the adapter hands the runtime at plugin init.
 type Options struct {
 	// Root and State are the plugin's directories (disk and tmpfs).
@@ -84,6 +92,9 @@ type Options struct {
 	Mounter   Mounter
 	// Decoders handle options types of the adapter's containerd version.
 	Decoders Decoders
+	// Containers, if set, is asked at restore whether each task's
+	// container still exists.
+	Containers Containers
 }
 
 // Open opens (or creates) the exit monitor's pins, rebuilds the tasks of a
@@ -120,13 +131,14 @@ func Open(ctx context.Context, o Options) (*Manager, error) {
 	// Events of exits found by restore wait until clients can see them.
 	held := newHeldPublisher(o.Publisher)
 	m := newManager(managerOpts{
-		root:     o.Root,
-		state:    o.State,
-		config:   cfg,
-		events:   held,
-		monitor:  mon,
-		mounter:  o.Mounter,
-		decoders: o.Decoders,
+		root:       o.Root,
+		state:      o.State,
+		config:     cfg,
+		events:     held,
+		monitor:    mon,
+		mounter:    o.Mounter,
+		decoders:   o.Decoders,
+		containers: o.Containers,
 	})
 	if err := m.restore(ctx); err != nil {
 		mon.Close()

@@ -55,6 +55,11 @@ func (m *Manager) restore(ctx context.Context) error {
 				continue
 			}
 			lctx := log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{"id": id, "namespace": ns}))
+			if m.containerGone(lctx, ns, id) {
+				log.G(lctx).Warn("embed: the task's container no longer exists in containerd; removing the task")
+				m.cleanupBroken(lctx, ns, id)
+				continue
+			}
 			t, exits, err := m.loadTask(lctx, ns, id)
 			if err != nil {
 				log.G(lctx).WithError(err).Error("embed: cannot reload task; cleaning it up")
@@ -277,8 +282,24 @@ func waitStatusFor(status uint32) uint32 {
 	return (status & 0xff) << 8
 }
 
+// containerGone reports whether containerd's metadata says the task's
+// container does not exist (not when the question cannot be answered).
+func (m *Manager) containerGone(ctx context.Context, ns, id string) bool {
+	if m.containers == nil {
+		return false
+	}
+	ok, err := m.containers.Exists(ctx, ns, id)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("embed: cannot tell whether the task's container exists; keeping the task")
+		return false
+	}
+	return !ok
+}
+
 // cleanupBroken removes a task that cannot be reloaded (e.g. containerd died
-// during create, before state.json was written).
+// during create, before state.json was written) or whose container is gone:
+// its processes (runc delete --force), registrations and records, rootfs
+// mount and bundle.
 func (m *Manager) cleanupBroken(ctx context.Context, ns, id string) {
 	b := loadBundle(id, filepath.Join(m.state, ns), filepath.Join(m.root, ns))
 	rc := &RuncConfig{Binary: m.config.Runtime, Root: filepath.Join(m.config.RuntimeRoot, ns)}

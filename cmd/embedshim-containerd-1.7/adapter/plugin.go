@@ -10,6 +10,7 @@ import (
 	"context"
 
 	"github.com/containerd/containerd/events/exchange"
+	"github.com/containerd/containerd/metadata"
 	"github.com/containerd/containerd/mount"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/plugin"
@@ -24,7 +25,7 @@ func init() {
 		Type:     plugin.RuntimePlugin,
 		ID:       "embed",
 		InitFn:   newPlugin,
-		Requires: []plugin.Type{plugin.EventPlugin},
+		Requires: []plugin.Type{plugin.EventPlugin, plugin.MetadataPlugin},
 		Config:   core.DefaultConfig(),
 	})
 }
@@ -35,14 +36,19 @@ func newPlugin(ic *plugin.InitContext) (interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
+	md, err := ic.Get(plugin.MetadataPlugin)
+	if err != nil {
+		return nil, err
+	}
 	m, err := core.Open(ic.Context, core.Options{
-		Root:      ic.Root,
-		State:     ic.State,
-		Address:   ic.Address,
-		Config:    ic.Config.(*core.Config),
-		Publisher: publisher{ep.(*exchange.Exchange)},
-		Mounter:   mounter{},
-		Decoders:  decoders,
+		Root:       ic.Root,
+		State:      ic.State,
+		Address:    ic.Address,
+		Config:     ic.Config.(*core.Config),
+		Publisher:  publisher{ep.(*exchange.Exchange)},
+		Mounter:    mounter{},
+		Decoders:   decoders,
+		Containers: containerStore{metadata.NewContainerStore(md.(*metadata.DB))},
 	})
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ import (
 	"errors"
 
 	"github.com/containerd/containerd/v2/core/events/exchange"
+	"github.com/containerd/containerd/v2/core/metadata"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/plugins"
@@ -38,7 +39,7 @@ func init() {
 		Type:     plugins.RuntimePlugin,
 		ID:       embedID,
 		InitFn:   newPlugin,
-		Requires: []plugin.Type{plugins.EventPlugin, plugins.MountManagerPlugin},
+		Requires: []plugin.Type{plugins.EventPlugin, plugins.MetadataPlugin, plugins.MountManagerPlugin},
 		Config:   core.DefaultConfig(),
 	})
 }
@@ -55,15 +56,20 @@ func newPlugin(ic *plugin.InitContext) (interface{}, error) {
 	} else if !errors.Is(err, plugin.ErrPluginNotFound) {
 		return nil, err
 	}
+	md, err := ic.GetSingle(plugins.MetadataPlugin)
+	if err != nil {
+		return nil, err
+	}
 	cfg := ic.Config.(*core.Config)
 	m, err := core.Open(ic.Context, core.Options{
-		Root:      ic.Properties[plugins.PropertyRootDir],
-		State:     ic.Properties[plugins.PropertyStateDir],
-		Address:   ic.Properties[plugins.PropertyGRPCAddress],
-		Config:    cfg,
-		Publisher: publisher{ep.(*exchange.Exchange)},
-		Mounter:   mounter{},
-		Decoders:  decoders,
+		Root:       ic.Properties[plugins.PropertyRootDir],
+		State:      ic.Properties[plugins.PropertyStateDir],
+		Address:    ic.Properties[plugins.PropertyGRPCAddress],
+		Config:     cfg,
+		Publisher:  publisher{ep.(*exchange.Exchange)},
+		Mounter:    mounter{},
+		Decoders:   decoders,
+		Containers: containerStore{metadata.NewContainerStore(md.(*metadata.DB))},
 	})
 	if err != nil {
 		return nil, err
