@@ -2,7 +2,11 @@
 
 package core
 
-import "github.com/containerd/log"
+import (
+	eventstypes "github.com/containerd/containerd/api/events"
+	"github.com/containerd/log"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
 
 // Event topics, as runc.v2's shim publishes them: the tasks service
 // publishes nothing itself for a runtime, so whatever a client sees about a
@@ -23,6 +27,16 @@ const (
 // namespace; the adapter puts it into its containerd's event exchange.
 type Publisher interface {
 	Publish(ns, topic string, event interface{}) error
+}
+
+// publishDelete sends /tasks/delete with the exit Delete returns.
+func (t *Task) publishDelete(e *Exit) {
+	t.pub.publish(t.namespace, TopicDelete, &eventstypes.TaskDelete{
+		ContainerID: t.id,
+		Pid:         e.Pid,
+		ExitStatus:  e.Status,
+		ExitedAt:    timestamppb.New(e.Timestamp),
+	})
 }
 
 // publisher sends the runtime's events; the payloads are runc.v2's.

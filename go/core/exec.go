@@ -129,14 +129,10 @@ func (e *ExecProcess) Start(ctx context.Context) error {
 	p.gate()
 	early, err := t.runExec(ctx, p)
 	if err != nil {
-		p.ungate()
+		t.release(p)
 		// runc.v2 leaves a failed exec "created" with Wait returning.
 		p.mu.Lock()
-		select {
-		case <-p.exited:
-		default:
-			close(p.exited)
-		}
+		p.closeExitedLocked()
 		p.mu.Unlock()
 		t.execDone()
 		return err
@@ -153,11 +149,10 @@ func (e *ExecProcess) Start(ctx context.Context) error {
 		ExecID:      p.id,
 		Pid:         uint32(pid),
 	})
-	held := p.ungate()
-	switch {
-	case held != nil:
-		t.onExit(p, *held)
-	case early != nil:
+	t.release(p)
+	if early != nil {
+		// Delivered before the route to p existed (claimExit keeps it
+		// to one, should the monitor have delivered it too).
 		t.onExit(p, *early)
 	}
 	return nil

@@ -114,6 +114,15 @@ func (m *Manager) startExitLoop() {
 	}()
 }
 
+// release stops holding p's exits back (see process.gate) and hands over
+// the one held meanwhile: called once the event that must precede it went
+// out (or the operation that gated failed), so no held exit is dropped.
+func (t *Task) release(p *process) {
+	if e := p.ungate(); e != nil {
+		t.onExit(p, *e)
+	}
+}
+
 // onExit handles the exit of one of the task's processes, with runc.v2's
 // ordering rules: an exit is not published before the event announcing the
 // process (see process.gate), and the init's exit is published last, after
@@ -133,7 +142,7 @@ func (t *Task) onExit(p *process, e exitmon.Exit) {
 		t.execExited(p, e)
 		return
 	}
-	if t.killAllOnExit {
+	if t.killAllOnExit && !t.isDeleted() {
 		// Without a private pid namespace the init's death does not take
 		// the other processes with it; runc.v2 kills them, so do we. This
 		// runs a runc command, so keep it off the dispatcher goroutine.

@@ -16,7 +16,6 @@ import (
 	"github.com/containerd/log"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/embedshim/embedshim/go/exitmon"
 )
@@ -219,9 +218,7 @@ func (t *Task) Start(ctx context.Context) error {
 		err = runtimeError(t.runc, err, "OCI runtime start failed")
 	}
 	if err != nil {
-		if e := p.ungate(); e != nil {
-			t.onExit(p, *e)
-		}
+		t.release(p)
 		return err
 	}
 	t.setStatusUnlessExited(statusRunning)
@@ -230,9 +227,7 @@ func (t *Task) Start(ctx context.Context) error {
 		ContainerID: t.id,
 		Pid:         uint32(p.getPid()),
 	})
-	if e := p.ungate(); e != nil {
-		t.onExit(p, *e)
-	}
+	t.release(p)
 	t.m.watchOOM(t)
 	return nil
 }
@@ -255,12 +250,7 @@ func (t *Task) delete(ctx context.Context) (*Exit, error) {
 		return nil, err
 	}
 	exit := p.exit()
-	t.pub.publish(t.namespace, TopicDelete, &eventstypes.TaskDelete{
-		ContainerID: t.id,
-		Pid:         exit.Pid,
-		ExitStatus:  exit.Status,
-		ExitedAt:    timestamppb.New(exit.Timestamp),
-	})
+	t.publishDelete(exit)
 	return exit, nil
 }
 
@@ -284,26 +274,14 @@ func (t *Task) deleteCreated(ctx context.Context) (*Exit, error) {
 	}
 	exit := &Exit{Pid: uint32(p.getPid())}
 	if err := t.destroy(ctx); err != nil {
-		p.ungate()
+		// The task stays, its killed init reported stopped: a retry
+		// deletes a stopped task.
+		t.release(p)
 		return nil, err
 	}
-	t.pub.publish(t.namespace, TopicDelete, &eventstypes.TaskDelete{
-		ContainerID: t.id,
-		Pid:         exit.Pid,
-		ExitStatus:  exit.Status,
-		ExitedAt:    timestamppb.New(exit.Timestamp),
-	})
-	if e := p.ungate(); e != nil {
-		status := exitStatusOf(*e)
-		t.pub.publish(t.namespace, TopicExit, &eventstypes.TaskExit{
-			ContainerID: t.id,
-			ID:          t.id,
-			Pid:         uint32(e.Pid),
-			ExitStatus:  status,
-			ExitedAt:    timestamppb.New(e.ExitedAt),
-		})
-		p.setExited(status, e.ExitedAt)
-	}
+	t.publishDelete(exit)
+	// The SIGKILLed runc-init's exit, after /tasks/delete as on runc.v2.
+	t.release(p)
 	p.setStatus(statusDeleted)
 	return exit, nil
 }

@@ -24,7 +24,7 @@ type Manager struct {
 	config *Config
 
 	pub        *publisher
-	monitor    *exitmon.Monitor
+	monitor    tracker
 	router     *exitRouter
 	tasks      *taskMap
 	mounter    Mounter
@@ -39,7 +39,7 @@ type managerOpts struct {
 	root, state string
 	config      *Config
 	events      Publisher
-	monitor     *exitmon.Monitor
+	monitor     tracker
 	mounter     Mounter
 	decoders    Decoders
 	containers  Containers
@@ -118,9 +118,7 @@ func (m *Manager) Create(ctx context.Context, ns, id string, opts CreateOpts) (_
 		return nil, err
 	}
 	t.publishCreate(opts)
-	if e := t.init.ungate(); e != nil {
-		t.onExit(t.init, *e)
-	}
+	t.release(t.init)
 	return t, nil
 }
 

@@ -120,8 +120,8 @@ func (p *process) gate() {
 	p.mu.Unlock()
 }
 
-// ungate stops holding exits and returns the one held meanwhile, which the
-// caller must hand to Task.onExit after its own event went out.
+// ungate stops holding exits and returns the one held meanwhile. Only
+// Task.release calls it: it hands that exit on, so none is dropped.
 func (p *process) ungate() *exitmon.Exit {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -168,17 +168,22 @@ func (p *process) setExited(status uint32, at time.Time) procStatus {
 	}
 	p.exitStatus = status
 	p.exitedAt = at
-	select {
-	case <-p.exited:
-	default:
-		close(p.exited)
-	}
+	p.closeExitedLocked()
 	pio := p.io
 	p.mu.Unlock()
 	if pio != nil {
 		pio.closeOutputs()
 	}
 	return prev
+}
+
+// closeExitedLocked wakes the process's Wait callers, once; p.mu held.
+func (p *process) closeExitedLocked() {
+	select {
+	case <-p.exited:
+	default:
+		close(p.exited)
+	}
 }
 
 func (p *process) hasExited() bool {

@@ -202,7 +202,7 @@ func (m *Manager) reloadProcess(ctx context.Context, p *process, s processState)
 		if p.status != statusDeleted {
 			p.status = statusStopped
 		}
-		close(p.exited)
+		p.closeExitedLocked()
 		m.router.add(exitmon.Key{Pid: p.pid, Ident: p.ident}, p)
 		if !s.Published {
 			// Recorded but the event may not have gone out: at least once.

@@ -70,6 +70,12 @@ func newTask(m *Manager, ns, id string, b *bundle, rc *RuncConfig, stdio stdioPa
 	return t
 }
 
+func (t *Task) isDeleted() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.deleted
+}
+
 // ID of the task (the container id).
 func (t *Task) ID() string { return t.id }
 
