@@ -21,6 +21,10 @@ struct es_monitor {
 	int exits_fd;	/* exit-records map */
 	int recent_fd;	/* LRU of unregistered exits */
 	int wakeups_fd; /* ring buffer of recorded exits */
+	/* The program's link, held open: the program stays attached while the
+	 * monitor is open even if its pin goes (pins removed, bpffs unmounted
+	 * under the daemon), so no exit goes unrecorded meanwhile. */
+	int link_fd;
 	struct ring_buffer *ring;
 	/* Keys read from the ring by the current es_monitor_wait call. */
 	struct es_key woken[ES_MAX_WOKEN];

@@ -280,7 +280,7 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 	if (!m)
 		return es_err(err, errlen, -ENOMEM, "out of memory");
 	m->reg_fd = m->exits_fd = m->recent_fd = m->wakeups_fd = m->epfd =
-		m->wakefd = -1;
+		m->wakefd = m->link_fd = -1;
 	pthread_mutex_init(&m->lock, NULL);
 	es_slots_init(&m->slots);
 
@@ -303,6 +303,13 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 	if (rc < 0)
 		goto cleanup;
 	m->capacity = max_reg < max_ex ? max_reg : max_ex;
+	m->link_fd = bpf_obj_get(p.link);
+	if (m->link_fd < 0) {
+		rc = -errno;
+		es_err(err, errlen, rc, "cannot open the program's link %s: %s",
+		       p.link, strerror(-rc));
+		goto cleanup;
+	}
 	rc = es_migrate_older(m, pin_dir, err, errlen);
 	if (rc < 0)
 		goto cleanup;
@@ -348,6 +355,8 @@ void es_monitor_close(struct es_monitor *m)
 	es_slots_free(&m->slots);
 	if (m->wakefd >= 0)
 		close(m->wakefd);
+	if (m->link_fd >= 0)
+		close(m->link_fd);
 	if (m->epfd >= 0)
 		close(m->epfd);
 	if (m->exits_fd >= 0)
