@@ -26,12 +26,16 @@ int es_pidfd_open(int pid)
 	return fd < 0 ? -errno : fd;
 }
 
+bool es_compat_start_ticks;
+
 enum es_ident_kind es_ident_kind(void)
 {
 	static enum es_ident_kind kind;
 	struct statfs sfs;
 	int fd;
 
+	if (es_compat_start_ticks)
+		return ES_IDENT_START_TICKS;
 	if (kind)
 		return kind;
 	/* With pidfs (Linux >= 6.9) every process has its own inode number,

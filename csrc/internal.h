@@ -75,6 +75,16 @@ int es_check_kernel(const char *release, const char *btf_path, char *err,
 /* Identity kind this kernel supports (pidfs inode or start ticks). */
 enum es_ident_kind es_ident_kind(void);
 
+/*
+ * For the C tests only: behave as on a kernel before pidfs (start-tick
+ * identities, < 6.9) and before the tracepoint's group_dead argument
+ * (< 6.16), so the fallback paths run on a newer kernel. Takes effect for
+ * monitors opened afterwards on fresh pins (the program's read-only data is
+ * set at load).
+ */
+extern bool es_compat_start_ticks;
+extern bool es_compat_no_group_dead;
+
 /* Identity of the process behind pidfd (pid is its number); -ESRCH if it
  * was reaped meanwhile. */
 int es_ident_of_pidfd(int pidfd, int pid, uint64_t *ident);

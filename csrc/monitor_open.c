@@ -63,6 +63,8 @@ static int check_kernel(char *err, size_t errlen)
 			       errlen);
 }
 
+bool es_compat_no_group_dead;
+
 /* Linux 6.16 added group_dead as the tracepoint's second argument. */
 static bool tp_has_group_dead(void)
 {
@@ -71,6 +73,8 @@ static bool tp_has_group_dead(void)
 	bool has = false;
 	int id;
 
+	if (es_compat_no_group_dead)
+		return false;
 	btf = btf__load_vmlinux_btf();
 	if (!btf)
 		return false;

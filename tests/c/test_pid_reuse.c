@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "testutil.h"
 
 #define SPAWN_TRIES 100
@@ -35,12 +36,21 @@ static int set_last_pid(pid_t p)
 	return rc;
 }
 
+/* With start-tick identities, how long a reuse waits: two processes that
+ * share a pid and start in the same clock tick (10 ms at USER_HZ 100) have
+ * the same identity. Real pid reuse needs a wrap of pid_max in between, so
+ * only a forced reuse can be that fast. */
+static useconds_t reuse_gap_us;
+
 /* A tu_spawn() child that got pid want, or one with pid -1 if another fork
  * on the host kept taking it. */
 static struct tu_child spawn_at(pid_t want, int (*fn)(void *), void *arg)
 {
 	struct tu_child c = {.pid = -1, .go_fd = -1};
 	int i;
+
+	if (reuse_gap_us)
+		usleep(reuse_gap_us);
 
 	for (i = 0; i < SPAWN_TRIES; i++) {
 		if (set_last_pid(want - 1) < 0) {
@@ -258,6 +268,14 @@ int main(void)
 	if (access("/proc/sys/kernel/ns_last_pid", W_OK) != 0)
 		tu_skip("/proc/sys/kernel/ns_last_pid not writable");
 	m = tu_open(0);
+	test_reuse(m);
+	test_churn(m, 200);
+	tu_close(m);
+	/* Start-tick identities (kernels before pidfs, < 6.9): the same
+	 * guarantees for reuses at least a tick apart (see reuse_gap_us). */
+	es_compat_start_ticks = true;
+	reuse_gap_us = 2 * 1000000 / sysconf(_SC_CLK_TCK);
+	m = tu_open_at(tu_new_pin_dir(), 0);
 	test_reuse(m);
 	test_churn(m, 200);
 	tu_finish();
