@@ -5,6 +5,7 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -41,6 +42,15 @@ func (t *Task) Exec(ctx context.Context, id string, opts ExecOpts) (*ExecProcess
 	})
 	p.spec = &spec
 
+	// As runc.v2's init state machine: no exec is added to a paused or
+	// stopped container (its plain errors: clients see Unknown). runc exec
+	// into a frozen cgroup would hang, and a stopped init takes no exec.
+	switch t.init.getStatus() {
+	case statusPaused, statusPausing:
+		return nil, errors.New("cannot exec in a paused state")
+	case statusStopped:
+		return nil, errors.New("cannot exec in a stopped state")
+	}
 	t.mu.Lock()
 	if t.deleted {
 		t.mu.Unlock()
@@ -114,7 +124,8 @@ func (e *ExecProcess) Start(ctx context.Context) error {
 	if p.status != statusCreated || p.pid != 0 {
 		s := p.status
 		p.mu.Unlock()
-		return fmt.Errorf("cannot start a %s process: %w", s, errdefs.ErrFailedPrecondition)
+		// runc.v2's exec state machine answers with a plain error.
+		return fmt.Errorf("cannot start a %s process", s)
 	}
 	p.mu.Unlock()
 

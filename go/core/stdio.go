@@ -166,7 +166,35 @@ func newProcessIO(paths stdioPaths, ioUID, ioGID int) (_ *processIO, _ *runcIO, 
 		}
 		rio.stdin = r
 	}
+	if ioUID != 0 || ioGID != 0 {
+		if err := chownOutputs(ioUID, ioGID, rio.stdout, rio.stderr); err != nil {
+			return nil, nil, err
+		}
+	}
 	return pio, rio, nil
+}
+
+// chownOutputs gives the stdout/stderr FIFOs or pipes to IoUid/IoGid, as
+// runc.v2 does its stdio pipes, so that the container (a user namespace's
+// root, or a non-root user) can reopen them. Regular files (a log file
+// given as stdout) are the client's and keep their owner.
+func chownOutputs(uid, gid int, files ...*os.File) error {
+	for _, f := range files {
+		if f == nil {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			return fmt.Errorf("stat %s: %w", f.Name(), err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFIFO {
+			continue
+		}
+		if err := f.Chown(uid, gid); err != nil {
+			return fmt.Errorf("chown stdio %s to %d:%d: %w", f.Name(), uid, gid, err)
+		}
+	}
+	return nil
 }
 
 // reopenProcessIO is used after a restart for a process that still runs: the

@@ -191,12 +191,23 @@ func (t *Task) Resume(ctx context.Context) error {
 	default:
 		return errors.New("cannot resume a stopped container")
 	}
+	// An init killed while frozen dies as soon as it is thawed: hold its
+	// exit until /tasks/resumed is out, so that clients see resumed, then
+	// the exit, as from runc.v2 (and never "running" after the exit).
+	p := t.init
+	p.gate()
 	if err := t.runc.Resume(ctx, t.id); err != nil {
+		if e := p.ungate(); e != nil {
+			t.onExit(p, *e)
+		}
 		return runtimeError(t.runc, err, "OCI runtime resume failed")
 	}
 	t.setStatusUnlessExited(statusRunning)
 	t.persist()
 	t.pub.publish(t.namespace, TopicResumed, &eventstypes.TaskResumed{ContainerID: t.id})
+	if e := p.ungate(); e != nil {
+		t.onExit(p, *e)
+	}
 	return nil
 }
 
