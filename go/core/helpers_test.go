@@ -45,6 +45,18 @@ func TestResolveRuncConfig(t *testing.T) {
 	if rc.Binary != "/usr/sbin/runc" || rc.Root != "/r/ns1" || !rc.NoPivotRoot || rc.IoUID != 7 {
 		t.Fatalf("runc.v2 options: %+v", rc)
 	}
+	// Task options of runc.v2's type replace the container's whole.
+	task, err := typeurl.MarshalAny(&runcoptions.Options{NoNewKeyring: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err = ResolveRuncConfig(cfg, "ns1", Decoders{}, a, task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Binary != "runc" || rc.Root != "/run/x/ns1" || rc.NoPivotRoot || !rc.NoNewKeyring {
+		t.Fatalf("task options over container options: %+v", rc)
+	}
 }
 
 func TestShouldKillAllOnExit(t *testing.T) {

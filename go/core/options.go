@@ -52,8 +52,10 @@ type RuncConfig struct {
 // send: runc.v2's Options (the Go client, CRI for runc.v2 types) here, and
 // whatever the adapter's decoders know (the v1 runtime's runctypes, CRI's
 // runtimeoptions). So the same container spec runs under either runtime.
-// Task options win over container options, as in runc.v2 where the task's
-// options replace the container's.
+// Task options of runc.v2's type replace the container's whole, as
+// containerd's task manager hands runc.v2's shim the task's options or else
+// the container's, never both; other task options (the v1 runtime's
+// CreateOptions) are applied over the container's, as the v1 runtime did.
 func ResolveRuncConfig(cfg *Config, ns string, dec Decoders, runtimeOpts, taskOpts typeurl.Any) (*RuncConfig, error) {
 	rc := &RuncConfig{
 		Binary:        cfg.Runtime,
@@ -61,8 +63,16 @@ func ResolveRuncConfig(cfg *Config, ns string, dec Decoders, runtimeOpts, taskOp
 		SystemdCgroup: cfg.SystemdCgroup,
 		Debug:         cfg.Debug,
 	}
+	empty := func(a typeurl.Any) bool { return a == nil || len(a.GetValue()) == 0 && a.GetTypeUrl() == "" }
+	if !empty(taskOpts) {
+		if v, err := typeurl.UnmarshalAny(taskOpts); err == nil {
+			if _, ok := v.(*runcoptions.Options); ok {
+				runtimeOpts = nil
+			}
+		}
+	}
 	for _, a := range []typeurl.Any{runtimeOpts, taskOpts} {
-		if a == nil || len(a.GetValue()) == 0 && a.GetTypeUrl() == "" {
+		if empty(a) {
 			continue
 		}
 		v, err := typeurl.UnmarshalAny(a)

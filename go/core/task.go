@@ -197,17 +197,13 @@ func (t *Task) Resume(ctx context.Context) error {
 	p := t.init
 	p.gate()
 	if err := t.runc.Resume(ctx, t.id); err != nil {
-		if e := p.ungate(); e != nil {
-			t.onExit(p, *e)
-		}
+		t.release(p)
 		return runtimeError(t.runc, err, "OCI runtime resume failed")
 	}
 	t.setStatusUnlessExited(statusRunning)
 	t.persist()
 	t.pub.publish(t.namespace, TopicResumed, &eventstypes.TaskResumed{ContainerID: t.id})
-	if e := p.ungate(); e != nil {
-		t.onExit(p, *e)
-	}
+	t.release(p)
 	return nil
 }
 

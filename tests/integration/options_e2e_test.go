@@ -86,25 +86,6 @@ func flagLog(t *testing.T, path string, names map[string]string) []string {
 	return out
 }
 
-// runcList lists the container ids runc keeps under root.
-func runcList(t *testing.T, root string) []string {
-	t.Helper()
-	out, err := exec.Command("runc", "--root", root, "list", "-q").CombinedOutput()
-	if err != nil {
-		t.Fatalf("runc --root %s list: %v: %s", root, err, out)
-	}
-	return strings.Fields(string(out))
-}
-
-func listed(ids []string, id string) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
-
 // optionsRun runs a sleeper with container options copts and task options
 // topts (either may be nil), execs in it, pauses and resumes it, kills and
 // deletes it, and reports where runc kept its state and what the wrapper
@@ -142,7 +123,7 @@ func (e *env) runWithOptions(t *testing.T, rt string, copts, topts *runcoptions.
 	}
 	var o optionsRun
 	for root, name := range roots {
-		if listed(runcList(t, filepath.Join(root, e.d.Namespace)), c.ID()) {
+		if contains(runcList(t, filepath.Join(root, e.d.Namespace)), c.ID()) {
 			o.Where = append(o.Where, name)
 		}
 	}
@@ -159,7 +140,7 @@ func (e *env) runWithOptions(t *testing.T, rt string, copts, topts *runcoptions.
 	o.Steps = strings.Join(steps, " ")
 	o.Gone = true
 	for root := range roots {
-		if listed(runcList(t, filepath.Join(root, e.d.Namespace)), c.ID()) {
+		if contains(runcList(t, filepath.Join(root, e.d.Namespace)), c.ID()) {
 			o.Gone = false
 		}
 	}
@@ -181,7 +162,13 @@ func (e *env) runWithOptions(t *testing.T, rt string, copts, topts *runcoptions.
 
 func TestParityRuncOptions(t *testing.T) {
 	e := newEnv(t)
-	const defaultRoot = "/run/containerd/runc"
+	// Each runtime's default runc root (without the namespace).
+	defaultRootOf := func(rt string) string {
+		if rt == harness.EmbedPluginID {
+			return filepath.Dir(e.d.EmbedRuncRoot(e.d.Namespace))
+		}
+		return filepath.Dir(harness.RuncV2Root(e.d.Namespace))
+	}
 
 	// A custom Root: runc keeps the container there (root/<namespace>),
 	// every runc call gets it, and the delete removes it.
@@ -191,7 +178,7 @@ func TestParityRuncOptions(t *testing.T) {
 			custom := filepath.Join(dir, "root")
 			log := filepath.Join(dir, "flags")
 			wrapper := writeWrapperArgs(t, "runc-flags", recordFlags, log)
-			roots := map[string]string{custom: "CUSTOM", defaultRoot: "DEFAULT"}
+			roots := map[string]string{custom: "CUSTOM", defaultRootOf(rt): "DEFAULT"}
 			return e.runWithOptions(t, rt, &runcoptions.Options{BinaryName: wrapper, Root: custom}, nil, roots, log)
 		})
 	})
@@ -202,7 +189,7 @@ func TestParityRuncOptions(t *testing.T) {
 			dir := t.TempDir()
 			log := filepath.Join(dir, "flags")
 			wrapper := writeWrapperArgs(t, "runc-flags", recordFlags, log)
-			roots := map[string]string{defaultRoot: "DEFAULT"}
+			roots := map[string]string{defaultRootOf(rt): "DEFAULT"}
 			return e.runWithOptions(t, rt, &runcoptions.Options{BinaryName: wrapper, NoPivotRoot: true, NoNewKeyring: true}, nil, roots, log)
 		})
 	})
@@ -213,7 +200,7 @@ func TestParityRuncOptions(t *testing.T) {
 		both(t, e, func(t *testing.T, rt string) any {
 			dir := t.TempDir()
 			a, b := filepath.Join(dir, "container-root"), filepath.Join(dir, "task-root")
-			roots := map[string]string{a: "CONTAINER", b: "TASK", defaultRoot: "DEFAULT"}
+			roots := map[string]string{a: "CONTAINER", b: "TASK", defaultRootOf(rt): "DEFAULT"}
 			return e.runWithOptions(t, rt, &runcoptions.Options{Root: a}, &runcoptions.Options{Root: b}, roots, "")
 		})
 	})
@@ -230,7 +217,7 @@ func TestParityRuncOptions(t *testing.T) {
 				a := filepath.Join(dir, "container-root")
 				log := filepath.Join(dir, "flags")
 				wrapper := writeWrapperArgs(t, "runc-flags", recordFlags, log)
-				roots := map[string]string{a: "CONTAINER", defaultRoot: "DEFAULT"}
+				roots := map[string]string{a: "CONTAINER", defaultRootOf(rt): "DEFAULT"}
 				got[rt] = e.runWithOptions(t, rt, &runcoptions.Options{BinaryName: wrapper, Root: a},
 					&runcoptions.Options{NoNewKeyring: true}, roots, log)
 				t.Logf("observed: %+v", got[rt])
@@ -241,11 +228,6 @@ func TestParityRuncOptions(t *testing.T) {
 			t.Errorf("runc.v2: container options not replaced by the task's: %+v", rc)
 		}
 		if !reflect.DeepEqual(em, rc) {
-			if fmt.Sprint(em.Where) == "[CONTAINER]" {
-				t.Skipf("known difference: embed merges the task's runc options over the container's "+
-					"(ResolveRuncConfig) where runc.v2 uses the task's alone: embed ran the container's "+
-					"BinaryName in its Root (%v %v), runc.v2 the default runc in the default root", em.Where, em.Flags)
-			}
 			t.Errorf("embed and runc.v2 differ:\n  embed:   %+v\n  runc.v2: %+v", em, rc)
 		}
 	})

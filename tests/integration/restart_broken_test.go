@@ -37,7 +37,7 @@ func TestRestartBrokenBundles(t *testing.T) {
 		ids[name], pids[name] = c.ID(), task.Pid()
 	}
 	bundle := func(name string) string { return filepath.Join(e.d.State, rt, e.d.Namespace, ids[name]) }
-	runcRoot := filepath.Join("/run/containerd/runc", e.d.Namespace)
+	runcRoot := e.d.EmbedRuncRoot(e.d.Namespace)
 	runcDelete := func(name string) {
 		t.Helper()
 		if out, err := exec.Command("runc", "--root", runcRoot, "delete", "--force", ids[name]).CombinedOutput(); err != nil {
