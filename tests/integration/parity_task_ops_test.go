@@ -28,13 +28,16 @@ func TestParityTaskOps(t *testing.T) {
 	t.Run("kill-all", func(t *testing.T) {
 		both(t, e, func(t *testing.T, rt string) any {
 			c := e.container(t, rt, "killall", oci.WithProcessArgs("sleep", "3600"))
-			ev := e.recordEvents(t, c.ID())
+			ev := e.recordEvents(t, c)
 			task, ch := e.startTask(t, c)
 			p, pch := e.exec(t, c, task, "ex1", nil, "sleep", "3600")
 			var obs []string
 			obs = append(obs, "killall:"+errClass(task.Kill(e.ctx, syscall.SIGKILL, containerd.WithKillAll)))
-			obs = append(obs, fmt.Sprintf("exec:%d", e.exitWithin(t, pch)))
-			obs = append(obs, fmt.Sprintf("init:%d", e.exitWithin(t, ch)))
+			pexit, exit := e.exitStatusWithin(t, pch), e.exitStatusWithin(t, ch)
+			ev.Expect("ex1", p.Pid(), pexit)
+			ev.Expect("", task.Pid(), exit)
+			obs = append(obs, fmt.Sprintf("exec:%d", pexit.ExitCode()))
+			obs = append(obs, fmt.Sprintf("init:%d", exit.ExitCode()))
 			obs = append(obs, "exec:"+status(t, e.ctx, p), "init:"+status(t, e.ctx, task))
 			if _, err := p.Delete(e.ctx); err != nil {
 				t.Fatalf("delete exec: %v", err)
@@ -44,7 +47,7 @@ func TestParityTaskOps(t *testing.T) {
 				t.Fatalf("delete: %v", err)
 			}
 			obs = append(obs, fmt.Sprintf("delete:%d", st.ExitCode()))
-			evs := ev.Events(200 * time.Millisecond)
+			evs := ev.Settle("/tasks/exit:exec=ex1", "/tasks/exit", "/tasks/delete")
 			checkOneExitPerProcess(t, evs)
 			return append(obs, evs...)
 		})
@@ -57,13 +60,16 @@ func TestParityTaskOps(t *testing.T) {
 	t.Run("init-dies-exec-lives", func(t *testing.T) {
 		both(t, e, func(t *testing.T, rt string) any {
 			c := e.container(t, rt, "initdies", oci.WithProcessArgs("sleep", "3600"))
-			ev := e.recordEvents(t, c.ID())
+			ev := e.recordEvents(t, c)
 			task, ch := e.startTask(t, c)
 			p, pch := e.exec(t, c, task, "ex1", nil, "sleep", "3600")
 			var obs []string
 			obs = append(obs, "kill:"+errClass(task.Kill(e.ctx, syscall.SIGKILL)))
-			obs = append(obs, fmt.Sprintf("exec:%d", e.exitWithin(t, pch)))
-			obs = append(obs, fmt.Sprintf("init:%d", e.exitWithin(t, ch)))
+			pexit, exit := e.exitStatusWithin(t, pch), e.exitStatusWithin(t, ch)
+			ev.Expect("ex1", p.Pid(), pexit)
+			ev.Expect("", task.Pid(), exit)
+			obs = append(obs, fmt.Sprintf("exec:%d", pexit.ExitCode()))
+			obs = append(obs, fmt.Sprintf("init:%d", exit.ExitCode()))
 			st, err := task.Delete(e.ctx)
 			obs = append(obs, "delete-with-exec:"+errClass(err))
 			if err == nil {
@@ -78,7 +84,7 @@ func TestParityTaskOps(t *testing.T) {
 				}
 				obs = append(obs, fmt.Sprintf("delete:%d", st.ExitCode()))
 			}
-			evs := ev.Events(200 * time.Millisecond)
+			evs := ev.Settle("/tasks/exit:exec=ex1", "/tasks/exit", "/tasks/delete")
 			checkOneExitPerProcess(t, evs)
 			return append(obs, evs...)
 		})
@@ -130,7 +136,7 @@ func TestParityTaskOps(t *testing.T) {
 		both(t, e, func(t *testing.T, rt string) any {
 			c := e.container(t, rt, "pause", oci.WithProcessArgs("sh", "-c",
 				"i=0; while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.02; done"))
-			ev := e.recordEvents(t, c.ID())
+			ev := e.recordEvents(t, c)
 			task, ch := e.startTask(t, c)
 			pid := task.Pid()
 			waitFile(t, pid, "/tmp/c", 5*time.Second)
@@ -171,7 +177,7 @@ func TestParityTaskOps(t *testing.T) {
 				t.Fatalf("delete: %v", err)
 			}
 			obs = append(obs, fmt.Sprintf("delete:%d", st.ExitCode()))
-			evs := ev.Events(200 * time.Millisecond)
+			evs := ev.Settle("/tasks/exit", "/tasks/delete")
 			checkOneExitPerProcess(t, evs)
 			return append(obs, evs...)
 		})
