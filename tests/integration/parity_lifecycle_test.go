@@ -255,6 +255,9 @@ func TestParityTaskLifecycle(t *testing.T) {
 			ev := e.recordEvents(t, c)
 			task, ch := e.startTask(t, c)
 			p, pch := e.exec(t, c, task, "ex1", nil, "sleep", "3600")
+			// As for the init: until it has exec'd sleep, the exec is runc
+			// init, whose SIGTERM handler would swallow the signal.
+			waitComm(t, p.Pid(), "sleep")
 			var obs []string
 			obs = append(obs, "exec:"+status(t, e.ctx, p))
 			obs = append(obs, "kill-exec:"+errClass(p.Kill(e.ctx, syscall.SIGTERM)))
