@@ -58,7 +58,7 @@ type eventLog struct {
 	t           *testing.T
 	e           *env
 	containerID string
-	dropDelete  bool // /tasks/delete is left out of Events (containerd 2.x)
+	dropDelete  bool // /tasks/delete is left out of Settle's result (containerd 2.x)
 	lossyDelete bool // and may never come (runc.v2 on containerd 2.x)
 
 	mu        sync.Mutex
@@ -69,6 +69,7 @@ type eventLog struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	err    error // why the subscription ended, if it did on its own
 }
 
 // procFacts is what the client saw of a process: its pid and, once it
@@ -105,7 +106,10 @@ func (e *env) recordEvents(t *testing.T, c containerd.Container) *eventLog {
 			select {
 			case env := <-ch:
 				l.add(env)
-			case <-errs:
+			case err := <-errs:
+				l.mu.Lock()
+				l.err = err
+				l.mu.Unlock()
 				return
 			case <-ctx.Done():
 				return
@@ -123,9 +127,15 @@ func (e *env) recordEvents(t *testing.T, c containerd.Container) *eventLog {
 			return l
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("event subscription not active after %s (no sentinel arrived)", eventDeadline)
+			t.Fatalf("event subscription not active after %s (no sentinel arrived; subscription error: %v)", eventDeadline, l.subErr())
 		}
 	}
+}
+
+func (l *eventLog) subErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
 }
 
 func (l *eventLog) stop() {
@@ -214,13 +224,13 @@ func (l *eventLog) Settle(want ...string) []string {
 		}
 		if !l.waitFor(func() bool { return l.has(w) }, eventDeadline) {
 			l.mu.Lock()
-			t.Errorf("event %s of %s not delivered within %s; got %v", w, l.containerID, eventDeadline, l.descs(false))
+			t.Errorf("event %s of %s not delivered within %s; got %v (subscription error: %v)", w, l.containerID, eventDeadline, l.descs(false), l.err)
 			l.mu.Unlock()
 		}
 	}
 	tok := l.publishSentinel(t)
 	if !l.waitFor(func() bool { return l.sentinels[tok] }, eventDeadline) {
-		t.Errorf("sentinel not delivered within %s", eventDeadline)
+		t.Errorf("sentinel not delivered within %s (subscription error: %v)", eventDeadline, l.subErr())
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
