@@ -61,7 +61,11 @@ func TestCapacity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("BPF entries with 3 tasks: %d", len(entries))
+	// One registration per task, no exit record: a count that is off is a
+	// leak (or a lost registration) before any refusal is tested.
+	if len(entries) != 3 {
+		t.Fatalf("BPF entries with 3 tasks: %v, want 3 registrations", entries)
+	}
 
 	// The fourth task does not fit. Its snapshot (client-side) is removed
 	// with its container; nothing of the runtime may stay.
@@ -74,7 +78,9 @@ func TestCapacity(t *testing.T) {
 	if !strings.Contains(err.Error(), "tracking capacity 3 reached") {
 		t.Errorf("4th task: error %q does not say \"tracking capacity 3 reached\"", err)
 	}
-	t.Logf("4th task: %v", err)
+	if c := errClass(err); c != "Unavailable" {
+		t.Errorf("4th task: error class %s, want Unavailable: %v", c, err)
+	}
 	inner() // no bundle, mount, runc state, process or BPF entry left
 
 	// An exec does not fit either, and says so.
@@ -98,9 +104,14 @@ func TestCapacity(t *testing.T) {
 		if !strings.Contains(err.Error(), "tracking capacity 3 reached") {
 			t.Errorf("exec over capacity: error %q does not say \"tracking capacity 3 reached\"", err)
 		}
-		t.Logf("exec over capacity: %v", err)
+		// Its class is not asserted: the refusal comes from the exec
+		// helper through runc's output and reaches the client as Unknown
+		// ("OCI runtime exec failed: exitmon adopt: tracking capacity 3
+		// reached"), where the create's is Unavailable; reported, to be
+		// fixed in go/core, then asserted here.
+		t.Logf("exec over capacity: %v (class %s)", err, errClass(err))
 		if _, err := p.Delete(ctx); err != nil {
-			t.Logf("delete of the failed exec: %v", err)
+			t.Errorf("delete of the failed exec: %v", err)
 		}
 	}
 	inner()
@@ -129,7 +140,10 @@ func TestCapacity(t *testing.T) {
 		t.Fatal(err)
 	}
 	c5 := e.container(t, rt, "cap5", oci.WithProcessArgs("sleep", "3600"))
-	if _, err := c5.NewTask(ctx, cio.NullIO); err == nil || !strings.Contains(err.Error(), "tracking capacity 3 reached") {
-		t.Errorf("task over capacity after restart: %v", err)
+	if _, err := c5.NewTask(ctx, cio.NullIO); err == nil || !strings.Contains(err.Error(), "tracking capacity 3 reached") || errClass(err) != "Unavailable" {
+		t.Errorf("task over capacity after restart: %v (class %s), want Unavailable naming the capacity", err, errClass(err))
+	}
+	if entries, err := bpfEntries(d); err != nil || len(entries) != 3 {
+		t.Errorf("BPF entries after restart: %v %v, want 3 registrations", entries, err)
 	}
 }

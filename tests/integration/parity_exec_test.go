@@ -314,13 +314,17 @@ func TestParityExecExitCodesAndEvents(t *testing.T) {
 	bothRuntimes(t, e, func(t *testing.T, rt string) any {
 		e := e.boundedEnv(t, subtestTimeout)
 		c, task := e.sleeperTask(t, rt)
-		log := e.recordEvents(t, c.ID())
+		log := e.recordEvents(t, c)
 		o := obs{Outcomes: map[string]outcome{}}
 		for _, cs := range cases {
 			o.Outcomes[cs.id] = e.execOutcome(t, c, task, cs.id, cs.args...)
 		}
 		// Recorded from after the init's start: only exec events compare.
-		o.Events = dropTopics(log.Events(300*time.Millisecond), "/tasks/create", "/tasks/start")
+		var want []string
+		for _, cs := range cases {
+			want = append(want, "/tasks/exit:exec="+cs.id)
+		}
+		o.Events = dropTopics(log.Settle(want...), "/tasks/create", "/tasks/start")
 		t.Logf("events: %v", o.Events)
 		return o
 	})

@@ -349,10 +349,15 @@ func TestParityIOBinaryLogger(t *testing.T) {
 		if err != nil {
 			t.Fatalf("exec log: %v", err)
 		}
-		// Both loggers must be gone once their process is deleted.
-		time.Sleep(100 * time.Millisecond)
-		if pids := pidsRunning(bin); len(pids) > 0 {
-			t.Errorf("logger still running after delete: pids %v", pids)
+		// Both loggers must be gone once their process is deleted (they
+		// exit at EOF, on their own time: wait, with a deadline).
+		deadline := time.Now().Add(eventDeadline)
+		for pids := pidsRunning(bin); len(pids) > 0; pids = pidsRunning(bin) {
+			if time.Now().After(deadline) {
+				t.Errorf("logger still running %s after delete: pids %v", eventDeadline, pids)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 		// The logger's two readers finish in any order: sort its lines.
 		return []string{

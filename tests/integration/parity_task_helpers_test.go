@@ -245,3 +245,11 @@ func (e *env) exitWithin(t *testing.T, ch <-chan containerd.ExitStatus) uint32 {
 	defer cancel()
 	return exitBefore(t, ch, ctx, "no exit within 20s")
 }
+
+// exitStatusWithin is exitWithin returning the whole status.
+func (e *env) exitStatusWithin(t *testing.T, ch <-chan containerd.ExitStatus) *containerd.ExitStatus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
+	defer cancel()
+	return exitStatusBefore(t, ch, ctx, "no exit within 20s")
+}

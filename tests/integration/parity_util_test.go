@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"reflect"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -15,9 +14,7 @@ import (
 
 	containerd "github.com/containerd/containerd"
 	"github.com/containerd/containerd/cio"
-	"github.com/containerd/containerd/events"
 	"github.com/containerd/containerd/oci"
-	"github.com/containerd/typeurl/v2"
 
 	"github.com/embedshim/embedshim/tests/integration/harness"
 )
@@ -162,100 +159,27 @@ func (e *env) exitCode(t *testing.T, ch <-chan containerd.ExitStatus) uint32 {
 // exit has no time.
 func exitBefore(t *testing.T, ch <-chan containerd.ExitStatus, ctx context.Context, msg string) uint32 {
 	t.Helper()
+	return exitStatusBefore(t, ch, ctx, msg).ExitCode()
+}
+
+// exitStatusBefore is exitBefore returning the whole status (with the exit
+// time, which events must repeat).
+func exitStatusBefore(t *testing.T, ch <-chan containerd.ExitStatus, ctx context.Context, msg string) *containerd.ExitStatus {
+	t.Helper()
 	select {
 	case st := <-ch:
-		code, at, err := st.Result()
+		_, at, err := st.Result()
 		if err != nil {
 			t.Fatalf("exit: %v", err)
 		}
 		if at.IsZero() {
 			t.Errorf("exit time not set")
 		}
-		return code
+		return &st
 	case <-ctx.Done():
 		t.Fatal(msg)
 	}
-	return 0
-}
-
-// eventLog records the task events of one container, as "topic" or
-// "topic:detail" strings with pids and times left out, so that sequences can
-// be compared across runtimes.
-//
-// On containerd 2.x, runc.v2's /tasks/delete is left out of the comparison:
-// its shim shuts down right after deleting the last task and its event
-// forwarder goes with it, so whether that event reaches clients is a race
-// there (seen in the delete-created and duplicate-task scenarios). Embed
-// publishes it always; the pass against the 1.7 build, where runc.v2 is
-// reliable, compares it.
-type eventLog struct {
-	mu         sync.Mutex
-	events     []string
-	cancel     context.CancelFunc
-	done       chan struct{}
-	dropDelete bool
-}
-
-func (e *env) recordEvents(t *testing.T, containerID string) *eventLog {
-	t.Helper()
-	ctx, cancel := context.WithCancel(e.ctx)
-	ch, errs := e.d.Client().Subscribe(ctx, `topic~="/tasks/"`)
-	l := &eventLog{cancel: cancel, done: make(chan struct{}), dropDelete: !harness.IsContainerd17(e.d.Binary)}
-	go func() {
-		defer close(l.done)
-		for {
-			select {
-			case env := <-ch:
-				if s, ok := describeEvent(env, containerID); ok && !(l.dropDelete && env.Topic == "/tasks/delete") {
-					l.mu.Lock()
-					l.events = append(l.events, s)
-					l.mu.Unlock()
-				}
-			case <-errs:
-				return
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	t.Cleanup(l.stop)
-	// Subscriptions start asynchronously; give this one a moment.
-	time.Sleep(50 * time.Millisecond)
-	return l
-}
-
-func (l *eventLog) stop() {
-	l.cancel()
-	<-l.done
-}
-
-// Events waits briefly for stragglers and returns what was recorded.
-func (l *eventLog) Events(settle time.Duration) []string {
-	time.Sleep(settle)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.events...)
-}
-
-func describeEvent(env *events.Envelope, containerID string) (string, bool) {
-	v, err := typeurl.UnmarshalAny(env.Event)
-	if err != nil {
-		return "", false
-	}
-	s := fmt.Sprintf("%+v", v)
-	if !strings.Contains(s, containerID) {
-		return "", false
-	}
-	type exitish interface{ GetExitStatus() uint32 }
-	type ided interface{ GetID() string }
-	detail := ""
-	if x, ok := v.(ided); ok && x.GetID() != "" && x.GetID() != containerID {
-		detail += ":exec=" + x.GetID()
-	}
-	if x, ok := v.(exitish); ok {
-		detail += fmt.Sprintf(":status=%d", x.GetExitStatus())
-	}
-	return env.Topic + detail, true
+	return nil
 }
 
 // bpfEntries reports embed registrations and exit records left in the

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	containerd "github.com/containerd/containerd"
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
@@ -93,7 +92,7 @@ func TestParityRuntimeWrapper(t *testing.T) {
 			c := e.containerWith(t, rt, "wrapkill", []containerd.NewContainerOpts{
 				containerd.WithRuntime(rt, &runcoptions.Options{BinaryName: wrapper}),
 			}, oci.WithProcessArgs("sleep", "30"))
-			ev := e.recordEvents(t, c.ID())
+			ev := e.recordEvents(t, c)
 			var o killedAfterCreate
 			task, err := c.NewTask(e.ctx, cio.NullIO)
 			if err != nil {
@@ -112,7 +111,7 @@ func TestParityRuntimeWrapper(t *testing.T) {
 				t.Fatalf("delete: %v", err)
 			}
 			o.Delete = st.ExitCode()
-			o.Events = ev.Events(300 * time.Millisecond)
+			o.Events = ev.Settle("/tasks/exit", "/tasks/delete")
 			checkOneExitPerProcess(t, o.Events)
 			if o.Wait != 128+uint32(syscall.SIGKILL) {
 				t.Errorf("Wait returned %d, want 137", o.Wait)

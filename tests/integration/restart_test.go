@@ -175,18 +175,34 @@ func (e *env) rsListTasks(t *testing.T, ids map[string]string) map[string]string
 	return out
 }
 
+// rsWaitGrows waits until b holds more than n bytes and returns its length,
+// which is not more than n if nothing came within eventDeadline.
+func rsWaitGrows(b *lockedBuffer, n int) int {
+	deadline := time.Now().Add(eventDeadline)
+	for {
+		l := len(b.String())
+		if l > n || time.Now().After(deadline) {
+			return l
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // rsExitWatch collects the /tasks/exit events a client subscribed right after
 // a restart receives, as "container/exec:status".
 type rsExitWatch struct {
-	mu     sync.Mutex
-	seen   map[string]int
-	cancel context.CancelFunc
+	e         *env
+	mu        sync.Mutex
+	seen      map[string]int
+	sentinels map[string]bool
+	changed   chan struct{} // closed and replaced at every event
+	cancel    context.CancelFunc
 }
 
 func (e *env) rsWatchExits(t *testing.T) *rsExitWatch {
 	ctx, cancel := context.WithCancel(e.ctx)
-	w := &rsExitWatch{seen: map[string]int{}, cancel: cancel}
-	ch, errs := e.d.Client().Subscribe(ctx, `topic=="/tasks/exit"`)
+	w := &rsExitWatch{e: e, seen: map[string]int{}, sentinels: map[string]bool{}, changed: make(chan struct{}), cancel: cancel}
+	ch, errs := e.d.Client().Subscribe(ctx, `topic=="/tasks/exit"`, fmt.Sprintf("topic==%q", sentinelTopic))
 	go func() {
 		for {
 			select {
@@ -195,11 +211,18 @@ func (e *env) rsWatchExits(t *testing.T) *rsExitWatch {
 				if err != nil {
 					continue
 				}
-				if x, ok := v.(*eventstypes.TaskExit); ok {
-					w.mu.Lock()
+				w.mu.Lock()
+				switch x := v.(type) {
+				case *eventstypes.TaskExit:
 					w.seen[fmt.Sprintf("%s/%s:%d", x.ContainerID, x.ID, x.ExitStatus)]++
-					w.mu.Unlock()
+				case *eventstypes.ContainerCreate:
+					if env.Topic == sentinelTopic {
+						w.sentinels[x.ID] = true
+					}
 				}
+				close(w.changed)
+				w.changed = make(chan struct{})
+				w.mu.Unlock()
 			case <-errs:
 				return
 			case <-ctx.Done():
@@ -211,11 +234,54 @@ func (e *env) rsWatchExits(t *testing.T) *rsExitWatch {
 	return w
 }
 
+// settle waits until the exit of each container/exec pair in want has been
+// seen, then until a sentinel published after them arrived: whatever the
+// daemon published before it (a duplicate, say) is counted too. An exit
+// not seen within eventDeadline fails the test.
+func (w *rsExitWatch) settle(t *testing.T, want ...[2]string) {
+	t.Helper()
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		timeout := time.After(eventDeadline)
+		for {
+			w.mu.Lock()
+			ok, changed := cond(), w.changed
+			w.mu.Unlock()
+			if ok {
+				return
+			}
+			select {
+			case <-changed:
+			case <-timeout:
+				t.Errorf("%s not seen within %s", what, eventDeadline)
+				return
+			}
+		}
+	}
+	for _, x := range want {
+		wait("/tasks/exit of "+x[0]+"/"+x[1], func() bool { return w.countLocked(x[0], x[1]) > 0 })
+	}
+	tok := fmt.Sprintf("sentinel-exits-%d", sentinelSeq.Add(1))
+	if err := w.e.d.Client().EventService().Publish(w.e.ctx, sentinelTopic, &eventstypes.ContainerCreate{ID: tok}); err != nil {
+		t.Fatalf("publish sentinel: %v", err)
+	}
+	wait("sentinel", func() bool { return w.sentinels[tok] })
+}
+
 // count returns how often the exit of container/exec was seen (any status),
 // and the statuses; an init's exec id is the container id.
 func (w *rsExitWatch) count(container, exec string) (int, []string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.countStatuses(container, exec)
+}
+
+func (w *rsExitWatch) countLocked(container, exec string) int {
+	n, _ := w.countStatuses(container, exec)
+	return n
+}
+
+func (w *rsExitWatch) countStatuses(container, exec string) (int, []string) {
 	n := 0
 	var st []string
 	for k, c := range w.seen {
@@ -317,7 +383,11 @@ func TestRestartSIGKILL(t *testing.T) {
 	}
 	// E keeps writing while the daemon is down (runc.v2: the shim; embed:
 	// the FIFO is the container's own stdout).
-	time.Sleep(500 * time.Millisecond)
+	for rt, s := range sets {
+		if n := rsWaitGrows(s.eOut, eBefore[rt]); n <= eBefore[rt] {
+			t.Errorf("%s: E wrote nothing while the daemon was down (%d bytes)", shortName(rt), n)
+		}
+	}
 	if err := e.d.Restart(syscall.SIGKILL); err != nil {
 		t.Fatalf("restart: %v", err)
 	}
@@ -332,9 +402,12 @@ func TestRestartSIGKILL(t *testing.T) {
 	inDowntime := func(at time.Time) bool {
 		return !at.Before(stoppedAt.Add(-time.Second)) && !at.After(upAt.Add(time.Second))
 	}
-	// Let runc.v2's shims forward the exits they could not deliver (they
-	// retry after 1s, 2s, ...) before anything else produces exits.
-	time.Sleep(4 * time.Second)
+	// Wait for embed's downtime exits, and for anything published before a
+	// sentinel after them (a duplicate). runc.v2's shims forward the exits
+	// they could not deliver when their retries (after 1s, 2s, ...) say:
+	// those are only logged, as seen by then.
+	es := sets[harness.EmbedPluginID]
+	w.settle(t, [2]string{es.ids["B"], es.ids["B"]}, [2]string{es.ids["C"], "x"}, [2]string{es.ids["D"], es.ids["D"]})
 	downtimeEvents := map[string]string{}
 	for _, rt := range runtimes {
 		s := sets[rt]
@@ -459,11 +532,10 @@ func TestRestartSIGKILL(t *testing.T) {
 
 			// E: output keeps flowing.
 			n0 := len(s.eOut.String())
-			time.Sleep(time.Second)
-			n1 := len(s.eOut.String())
+			n1 := rsWaitGrows(s.eOut, n0)
 			o.EFlowing = n1 > n0 && n0 > eBefore[rt]
 			if !o.EFlowing {
-				t.Errorf("E output: %d bytes before restart, %d after, %d a second later", eBefore[rt], n0, n1)
+				t.Errorf("E output: %d bytes before restart, %d after, %d at most %s later", eBefore[rt], n0, n1, eventDeadline)
 			}
 
 			// Delete everything; the exit codes delete returns.
@@ -628,9 +700,8 @@ func TestRestartSIGTERM(t *testing.T) {
 		s.eTask = e.rsStartTask(t, ec, cio.NewCreator(cio.WithStreams(nil, s.eOut, io.Discard)))
 		s.ids["E"] = ec.ID()
 	}
-	time.Sleep(300 * time.Millisecond)
 	for _, s := range sets {
-		s.eBefore = len(s.eOut.String())
+		s.eBefore = rsWaitGrows(s.eOut, 0) // E has started writing
 	}
 	start := time.Now()
 	if err := e.d.Restart(syscall.SIGTERM); err != nil {
@@ -677,8 +748,7 @@ func TestRestartSIGTERM(t *testing.T) {
 		obs["C/x"] = strings.Join(xs, " ")
 		obs["C"] = e.rsManage(t, s.ids["C"])
 		n0 := len(s.eOut.String())
-		time.Sleep(time.Second)
-		n1 := len(s.eOut.String())
+		n1 := rsWaitGrows(s.eOut, n0)
 		obs["E flowing"] = fmt.Sprint(n0 > s.eBefore && n1 > n0)
 		obs["E"] = e.rsManage(t, s.ids["E"])
 		if pio := s.eTask.IO(); pio != nil {
@@ -743,7 +813,11 @@ func TestRestartExecRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := e.rsWatchExits(t)
-	time.Sleep(4 * time.Second) // runc.v2 shims retry after 1s, 2s, ...
+	// embed's downtime exits (and whatever precedes a sentinel after them);
+	// runc.v2's come when its shims' retries (after 1s, 2s, ...) say, and
+	// are not compared.
+	em := sets[harness.EmbedPluginID]
+	w.settle(t, [2]string{em.id, "k"}, [2]string{em.id, "n"})
 	bothRuntimes(t, e, func(t *testing.T, rt string) any {
 		s := sets[rt]
 		task := e.rsLoadTask(t, s.id)

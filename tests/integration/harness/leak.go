@@ -39,11 +39,15 @@ type Snapshot struct {
 	Cgroups []string
 	// Probes holds the results of Options.LeakProbes by name.
 	Probes map[string][]string
+	// ProbeErrors holds the errors of Options.LeakProbes by name. A probe
+	// that cannot look sees no leak: Leaks reports every error, in either
+	// snapshot, as a failure of its own.
+	ProbeErrors map[string]string
 }
 
 // Snapshot takes a Snapshot of the daemon now.
 func (d *Daemon) Snapshot() Snapshot {
-	s := Snapshot{FDs: map[string]string{}, Probes: map[string][]string{}}
+	s := Snapshot{FDs: map[string]string{}, Probes: map[string][]string{}, ProbeErrors: map[string]string{}}
 	if pid := d.Pid(); pid != 0 {
 		dir := fmt.Sprintf("/proc/%d/fd", pid)
 		ents, _ := os.ReadDir(dir)
@@ -84,7 +88,7 @@ func (d *Daemon) Snapshot() Snapshot {
 	for name, probe := range d.opts.LeakProbes {
 		items, err := probe(d)
 		if err != nil {
-			items = []string{"probe error: " + err.Error()}
+			s.ProbeErrors[name] = err.Error()
 		}
 		sort.Strings(items)
 		s.Probes[name] = items
@@ -132,6 +136,19 @@ func Leaks(before, after Snapshot) []string {
 	for name, items := range after.Probes {
 		diff(name, before.Probes[name], items)
 	}
+	for _, snap := range []struct {
+		when string
+		errs map[string]string
+	}{{"before", before.ProbeErrors}, {"after", after.ProbeErrors}} {
+		names := make([]string, 0, len(snap.errs))
+		for name := range snap.errs {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			out = append(out, fmt.Sprintf("%s probe failed (%s): %s", name, snap.when, snap.errs[name]))
+		}
+	}
 	return out
 }
 
@@ -162,6 +179,9 @@ func kind(target string) string {
 func (d *Daemon) LeakCheck(t testing.TB) func() {
 	t.Helper()
 	before := d.Snapshot()
+	for name, err := range before.ProbeErrors {
+		t.Errorf("leak check: %s probe failed: %s", name, err)
+	}
 	return func() {
 		t.Helper()
 		var leaks []string
