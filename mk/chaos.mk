@@ -15,8 +15,10 @@
 #   test-chaos-smoke  45 s per build, fixed seed, a fault every 1-4 s
 #                     (~1.5-2.5 min per build with set-up and the final checks).
 #
-# Other knobs: WORKERS (8), CHAOS_FAULTS (comma list: daemon-sigkill,
-# daemon-sigterm, kill-proc, kill-runc, runc-fail), CHAOS_FAULT_MIN/_MAX.
+# Other knobs (environment): WORKERS (8), CHAOS_FAULTS (comma list:
+# daemon-sigkill, daemon-sigterm, kill-proc, kill-runc, runc-fail,
+# rm-bundle-file), CHAOS_FAULT_MIN/_MAX, CHAOS_CAPACITY (embed's tracking
+# capacity, e.g. 12, so that creates hit it).
 
 CHAOS_GO      ?= $(if $(GO),$(GO),go)
 CHAOS_TAGS    ?= $(GO_TAGS)

@@ -11,7 +11,8 @@
 //
 // Knobs (environment): CHAOS_DURATION (default 1m), CHAOS_SEED (default: from
 // the clock; logged first), CHAOS_WORKERS (8), CHAOS_FAULT_MIN/_MAX (2s/10s),
-// CHAOS_FAULTS (comma list of fault kinds, default all), CHAOS_SUMMARY (path
+// CHAOS_FAULTS (comma list of fault kinds, default all), CHAOS_CAPACITY
+// (embed's tracking capacity, small to make creates hit it), CHAOS_SUMMARY (path
 // of the summary JSON, default <repo>/_output/chaos/summary.json), and
 // EMBEDSHIM_CONTAINERD for the daemon build. `make test-chaos` runs it.
 package chaos
@@ -54,6 +55,7 @@ type knobs struct {
 	faultMin, faultMax time.Duration
 	faults             []string
 	summary            string
+	capacity           int // embed's tracking capacity; 0: its default
 }
 
 func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
@@ -108,6 +110,13 @@ func readKnobs(t *testing.T, repo string) knobs {
 	if k.faultMax < k.faultMin {
 		t.Fatalf("CHAOS_FAULT_MAX %v < CHAOS_FAULT_MIN %v", k.faultMax, k.faultMin)
 	}
+	if v := os.Getenv("CHAOS_CAPACITY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("CHAOS_CAPACITY=%q: want a positive integer", v)
+		}
+		k.capacity = n
+	}
 	if v := os.Getenv("CHAOS_SUMMARY"); v != "" {
 		k.summary = v
 	}
@@ -145,6 +154,9 @@ type run struct {
 	problems   map[string][]string   // runtime → invariant violations and leaks
 	workers    []*worker             // for the final clean-up
 	pids       map[string]*procPidOf // proc key → pid (for kill-proc)
+	// capacityHits: creates and execs refused with "tracking capacity
+	// reached" (a clean error, expected with CHAOS_CAPACITY).
+	capacityHits int
 }
 
 type procPidOf struct {
@@ -189,10 +201,16 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos seed %d (reproduce: CHAOS_SEED=%d), duration %v, %d workers, faults every %v..%v: %s",
 		k.seed, k.seed, k.duration, k.workers, k.faultMin, k.faultMax, strings.Join(k.faults, ","))
 
-	d := harness.StartDaemon(t, harness.Options{
+	opts := harness.Options{
 		Embed:      harness.EmbedConfigure,
 		LeakProbes: map[string]func(*harness.Daemon) ([]string, error){"bpf": bpfEntries},
-	})
+	}
+	if k.capacity > 0 {
+		// Pins keep the capacity they were created with: a small one
+		// is set from the start, and creates hit it.
+		opts.EmbedConfig = fmt.Sprintf("capacity = %d", k.capacity)
+	}
+	d := harness.StartDaemon(t, opts)
 	ctx, cancel := context.WithTimeout(d.Context(), k.duration+15*time.Minute)
 	defer cancel()
 	r := &run{
@@ -358,6 +376,7 @@ func (r *run) report(byRT map[string]*counts, byKind map[string]map[string]*coun
 		rtts = append(rtts, d.Milliseconds())
 	}
 	fmt.Fprintf(&b, "restart → first Tasks.List answered (ms): %v\n", rtts)
+	fmt.Fprintf(&b, "creates/execs refused at embed's tracking capacity: %d\n", r.capacityHits)
 	t.Log(b.String())
 
 	s := summary{

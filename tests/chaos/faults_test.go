@@ -9,12 +9,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+
+	"github.com/embedshim/embedshim/tests/integration/harness"
 )
 
 // Fault kinds.
@@ -24,9 +27,15 @@ const (
 	faultKillProc   = "kill-proc"      // SIGKILL a container process from outside
 	faultKillRunc   = "kill-runc"      // SIGKILL a runc the daemon (or a shim) runs
 	faultRuncFail   = "runc-fail"      // the next runc call fails (wrapper)
+	faultRmBundle   = "rm-bundle-file" // remove a file of a live task's bundle
 )
 
-var allFaults = []string{faultDaemonKill, faultDaemonTerm, faultKillProc, faultKillRunc, faultRuncFail}
+var allFaults = []string{faultDaemonKill, faultDaemonTerm, faultKillProc, faultKillRunc, faultRuncFail, faultRmBundle}
+
+// bundleFiles a rm-bundle-file fault picks from: the spec, the init's pid
+// file and runc's log, in both runtimes' bundles (embed's own state.json is
+// left alone: without it no runtime could know the task).
+var bundleFiles = []string{"config.json", "init.pid", "log.json"}
 
 func knownFault(f string) bool {
 	for _, k := range allFaults {
@@ -112,6 +121,8 @@ func (r *run) inject(kind string, rng *rand.Rand) {
 		r.killProc(rng)
 	case faultKillRunc:
 		r.killRunc(rng)
+	case faultRmBundle:
+		r.rmBundleFile(rng)
 	case faultRuncFail:
 		r.logf("fault %s #%d: the next runc call fails", kind, n)
 		if err := os.WriteFile(r.failArm, nil, 0o644); err != nil {
@@ -235,4 +246,36 @@ func scanProcs() map[int]procInfo {
 func cmdline(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+}
+
+// rmBundleFile removes one file of the bundle of a task whose init runs.
+func (r *run) rmBundleFile(rng *rand.Rand) {
+	r.mu.Lock()
+	var cands []*proc
+	for _, pp := range r.pids {
+		if pp.p.exec == "" {
+			cands = append(cands, pp.p)
+		}
+	}
+	r.mu.Unlock()
+	sort.Slice(cands, func(i, j int) bool { return cands[i].ctr < cands[j].ctr })
+	rng.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+	file := bundleFiles[rng.Intn(len(bundleFiles))]
+	for _, p := range cands {
+		if r.m.isWaited(p) {
+			continue
+		}
+		dir := "io.containerd.runtime.v1.embed"
+		if p.rt != harness.EmbedPluginID {
+			dir = "io.containerd.runtime.v2.task"
+		}
+		path := filepath.Join(r.d.State, dir, r.d.Namespace, p.ctr, file)
+		if _, err := os.Stat(path); err != nil {
+			continue
+		}
+		err := os.Remove(path)
+		r.logf("fault %s: rm %s: %v", faultRmBundle, path, err)
+		return
+	}
+	r.logf("fault %s: no running task with a %s", faultRmBundle, file)
 }

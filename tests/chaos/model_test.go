@@ -82,7 +82,7 @@ type model struct {
 	mu      sync.Mutex
 	begin   time.Time
 	windows []window
-	procs map[string]*proc // by key
+	procs   map[string]*proc // by key
 	// unknown counts exit events of processes the model does not know
 	// (warm-up containers, execs whose Exec call failed).
 	unknown int

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -165,6 +166,7 @@ func (w *worker) create(ctx context.Context, cl *containerd.Client) {
 	}
 	task, err := c.NewTask(ctx, creator)
 	if err != nil {
+		r.noteErr(err)
 		r.logf("%s: new task: %v", id, err)
 		cs.broken = true
 		return
@@ -223,6 +225,7 @@ func (w *worker) exec(ctx context.Context, cl *containerd.Client) {
 	if err != nil {
 		// Not started: it never ran (its exit, if any shows up, is
 		// checked).
+		r.noteErr(err)
 		return
 	}
 	p.io = pr.IO()
@@ -230,6 +233,7 @@ func (w *worker) exec(ctx context.Context, cl *containerd.Client) {
 	err = pr.Start(ctx)
 	r.m.setCertain(p, err == nil)
 	if err != nil {
+		r.noteErr(err)
 		r.logf("%s: exec start: %v", p.name(), err)
 	} else {
 		r.setPid(p, pr.Pid())
@@ -575,10 +579,19 @@ func loadProc(ctx context.Context, cl *containerd.Client, p *proc) (containerd.P
 
 // watchExits collects the /tasks/exit events of the run's namespace from
 // one subscription, subscribing again at once after each daemon restart.
+// It has its own client: the harness closes Client() before it stops the
+// daemon, and exits in between would be published to no one.
 func (r *run) watchExits(ctx context.Context) {
 	for ctx.Err() == nil {
-		cl := r.d.Client()
-		if cl == nil {
+		// Client() is set once the (new) daemon serves: connect then,
+		// not before (a blocking dial to a dead socket backs off for
+		// a second or more).
+		if r.d.Client() == nil {
+			time.Sleep(2 * time.Millisecond)
+			continue
+		}
+		cl, err := containerd.New(r.d.Address, containerd.WithTimeout(time.Second))
+		if err != nil {
 			time.Sleep(5 * time.Millisecond)
 			continue
 		}
@@ -606,6 +619,7 @@ func (r *run) watchExits(ctx context.Context) {
 			}
 		}
 		cancel()
+		cl.Close()
 		time.Sleep(5 * time.Millisecond)
 	}
 }
@@ -632,4 +646,14 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// noteErr counts the create and exec errors that say embed's tracking
+// capacity is reached (CHAOS_CAPACITY).
+func (r *run) noteErr(err error) {
+	if strings.Contains(err.Error(), "tracking capacity") {
+		r.mu.Lock()
+		r.capacityHits++
+		r.mu.Unlock()
+	}
 }
