@@ -368,8 +368,8 @@ func (r *run) report(byRT map[string]*counts, byKind map[string]map[string]*coun
 	fmt.Fprintf(&b, "%-16s %6d | %-28s | %-28s\n", "total", total, row(byRT[harness.EmbedPluginID]), row(byRT[harness.RuncV2]))
 	for _, rt := range runtimes {
 		c := byRT[rt]
-		fmt.Fprintf(&b, "%s: checked %d, lost %d (no event %d, no Wait %d), wrong status %d, duplicate events %d, time mismatches %d, uncertain %d, leaks/invariants %d\n",
-			short(rt), c.ExitsChecked, c.ExitsLost, c.EventLost, c.WaitLost, c.WrongStatus, c.EventDup, c.TimeMismatch, c.Uncertain, c.Leaks)
+		fmt.Fprintf(&b, "%s: checked %d, lost %d (no event %d, no Wait %d), wrong status %d, duplicate events %d, time mismatches %d, stdout lost %d, uncertain %d, leaks/invariants %d; exits during restarts %d (with event %d)\n",
+			short(rt), c.ExitsChecked, c.ExitsLost, c.EventLost, c.WaitLost, c.WrongStatus, c.EventDup, c.TimeMismatch, c.IOLost, c.Uncertain, c.Leaks, c.DowntimeExits, c.DowntimeEvents)
 	}
 	var rtts []int64
 	for _, d := range r.restartRTT {
@@ -398,9 +398,9 @@ func (r *run) report(byRT map[string]*counts, byKind map[string]map[string]*coun
 	t.Logf("summary written to %s", r.k.summary)
 
 	e := byRT[harness.EmbedPluginID]
-	if e.ExitsLost != 0 || e.WrongStatus != 0 || e.EventDup != 0 || e.Leaks != 0 || e.TimeMismatch != 0 {
-		t.Errorf("embed: %d exits lost, %d wrong statuses, %d duplicate events, %d time mismatches, %d leaks/invariant violations (seed %d)",
-			e.ExitsLost, e.WrongStatus, e.EventDup, e.TimeMismatch, e.Leaks, r.k.seed)
+	if e.ExitsLost != 0 || e.WrongStatus != 0 || e.EventDup != 0 || e.Leaks != 0 || e.TimeMismatch != 0 || e.IOLost != 0 {
+		t.Errorf("embed: %d exits lost, %d wrong statuses, %d duplicate events, %d time mismatches, %d stdout lost, %d leaks/invariant violations (seed %d)",
+			e.ExitsLost, e.WrongStatus, e.EventDup, e.TimeMismatch, e.IOLost, e.Leaks, r.k.seed)
 	}
 	if e.ExitsChecked == 0 {
 		t.Errorf("embed: no exit checked: the driver did nothing")

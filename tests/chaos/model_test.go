@@ -198,6 +198,11 @@ type counts struct {
 	TimeMismatch int `json:"time_mismatch"` // event and Wait disagree on the time
 	Uncertain    int `json:"uncertain"`     // Start failed; checked only if seen
 	IOLost       int `json:"io_lost"`       // a natural exit whose stdout lacks its marker
+	// DowntimeExits: exits (Wait's time) while the daemon was stopped or
+	// starting; DowntimeEvents: how many of those a client subscribed
+	// after the restart got as /tasks/exit.
+	DowntimeExits  int `json:"downtime_exits"`
+	DowntimeEvents int `json:"downtime_events"`
 }
 
 // verdict checks every process of the model once the run is over and
@@ -272,7 +277,7 @@ func (m *model) verdict() (byRT map[string]*counts, byKind map[string]map[string
 			lost = true
 			what := "no /tasks/exit event"
 			if p.wait != nil {
-				what += fmt.Sprintf(" (exited at %s by Wait)", m.when(p.wait.at))
+				what += fmt.Sprintf(" (Wait: status %d at %s)", p.wait.status, m.when(p.wait.at))
 			}
 			bad(what, func(x *counts) { x.EventLost++ })
 		}
@@ -283,6 +288,14 @@ func (m *model) verdict() (byRT map[string]*counts, byKind map[string]map[string
 		if lost {
 			for _, x := range cs {
 				x.ExitsLost++
+			}
+		}
+		if p.wait != nil && m.inDowntime(p.wait.at) {
+			for _, x := range cs {
+				x.DowntimeExits++
+				if len(p.events) > 0 {
+					x.DowntimeEvents++
+				}
 			}
 		}
 		if len(p.events) > 1 {
@@ -367,4 +380,15 @@ func (m *model) unwaited() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// inDowntime: t lies between a daemon's stop and its successor serving.
+// (m.mu held)
+func (m *model) inDowntime(t time.Time) bool {
+	for _, w := range m.windows {
+		if t.After(w.stop) && t.Before(w.up) {
+			return true
+		}
+	}
+	return false
 }
