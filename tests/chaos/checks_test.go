@@ -197,7 +197,7 @@ func (r *run) drain() {
 	r.logf("every Wait returned or gave up; waiting for exit events")
 	// Exit events: embed publishes those of a restore 1 s after the
 	// daemon serves; runc.v2's shims retry after 1 s, 2 s, ...
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		if r.m.eventsPending() == 0 {
 			break
 		}
@@ -249,7 +249,8 @@ func (r *run) finalChecks(baseline harness.Snapshot) {
 	}
 	var leaks []string
 	var after harness.Snapshot
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+	// The host's init reaps about every 2 s: zombies need a moment.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
 		after = r.d.Snapshot()
 		leaks = nil
 		for _, l := range harness.Leaks(baseline, after) {
@@ -265,9 +266,35 @@ func (r *run) finalChecks(baseline harness.Snapshot) {
 		}
 	}
 	r.logf("daemon fds: %d at the start, %d at the end", len(baseline.FDs), len(after.FDs))
-	for _, l := range leaks {
+	for _, l := range groupCgroups(leaks) {
 		r.problem(leakRuntime(l), "leak: %s", l)
 	}
+}
+
+// groupCgroups makes one line of a cgroup left in every hierarchy
+// ("cgroup: /sys/fs/cgroup/<hierarchy>/<ns>/<id>"): one leak, not ten.
+func groupCgroups(leaks []string) []string {
+	var out []string
+	n := map[string]int{}
+	var order []string
+	for _, l := range leaks {
+		rest, ok := strings.CutPrefix(l, "cgroup: /sys/fs/cgroup/")
+		if !ok {
+			out = append(out, l)
+			continue
+		}
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			rest = rest[i:]
+		}
+		if n[rest] == 0 {
+			order = append(order, rest)
+		}
+		n[rest]++
+	}
+	for _, c := range order {
+		out = append(out, fmt.Sprintf("cgroup: %s (in %d hierarchies)", c, n[c]))
+	}
+	return out
 }
 
 // leakRuntime attributes a leak line: processes by their cgroup (the
