@@ -38,6 +38,7 @@ core: deps
 include mk/containerd.mk
 include mk/bench.mk
 include mk/cri.mk
+include mk/chaos.mk
 
 build: core containerd-bins test-image
 
