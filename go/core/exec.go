@@ -205,6 +205,11 @@ func (t *Task) runExec(ctx context.Context, p *process) (*exitmon.Exit, error) {
 		rio.Set(cmd)
 	}
 	pid, ident, err := t.m.monitor.RunDetached(cmd, pidFile)
+	if errors.Is(err, exitmon.ErrCapacity) {
+		// As a create over capacity: the client may retry later.
+		return fail(fmt.Errorf("embed: tracking capacity %d reached: %v: %w",
+			t.m.monitor.Capacity(), err, errdefs.ErrUnavailable))
+	}
 	if err != nil {
 		return fail(runtimeError(t.runc, err, "OCI runtime exec failed"))
 	}

@@ -38,6 +38,7 @@ func newFakeTracker() *fakeTracker {
 }
 
 func (f *fakeTracker) Register(pid int, ident uint64) (uint64, error) { return ident, nil }
+func (f *fakeTracker) Track(pidfd, pid int) (uint64, error)           { return uint64(pid) * 7, nil }
 func (f *fakeTracker) RunDetached(*exec.Cmd, string) (int, uint64, error) {
 	return 0, 0, errors.New("fake: no runc exec")
 }

@@ -85,7 +85,15 @@ func (t *Task) create(ctx context.Context, opts CreateOpts) (err error) {
 	// pid after this moment is its exit.
 	since := exitmon.MonoNow()
 	if err := t.runc.Create(ctx, t.id, t.bundle.path, copts); err != nil {
-		return runtimeError(t.runc, err, "OCI runtime create failed")
+		err = runtimeError(t.runc, err, "OCI runtime create failed")
+		// runc cleans up after its own errors, but not when it was killed
+		// half-way (its state dir, cgroups and runc-init stay): as
+		// runc.v2's shim delete does after a failed create.
+		if derr := t.runc.Delete(context.Background(), t.id, &runc.DeleteOpts{Force: true}); derr != nil &&
+			!strings.Contains(derr.Error(), "does not exist") {
+			log.G(ctx).WithError(derr).Warn("embed: runc delete after failed create")
+		}
+		return err
 	}
 	defer func() {
 		if err != nil {

@@ -136,11 +136,12 @@ func (m *Manager) Delete(ctx context.Context, ns, id string) (*Exit, error) {
 	return exit, nil
 }
 
-// attach makes p track the process at pid: a pidfd for signals, then its
-// identity, then the routing entry, and only then the monitor registration,
-// so that an exit delivered right after Register always finds its owner.
-// The pidfd is taken first: while it refers to a live process the pid cannot
-// be reused, so the identity read next is that process's.
+// attach makes p track the process at pid with one pidfd from pidfd_open to
+// the registration (exitmon.Monitor.Track): while it refers to a live
+// process the pid cannot be reused, so the identity the monitor reads from
+// it is that process's. The pidfd stays p's, for signals. An exit delivered
+// between the registration and the route to p is kept by the router and
+// handed over by claim, so none is lost.
 func (m *Manager) attach(p *process, pid int) error {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
@@ -149,48 +150,23 @@ func (m *Manager) attach(p *process, pid int) error {
 		}
 		return fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
-	ident, err := exitmon.Identity(pid)
+	ident, err := m.monitor.Track(fd, pid)
 	if err != nil {
 		unix.Close(fd)
-		if errors.Is(err, exitmon.ErrExited) {
-			return errExitedEarly
-		}
-		return fmt.Errorf("identity of %d: %w", pid, err)
-	}
-	// Still alive (or a zombie, which keeps its pid): the identity is right.
-	if err := unix.PidfdSendSignal(fd, 0, nil, 0); err != nil {
-		unix.Close(fd)
-		return errExitedEarly
-	}
-	key := exitmon.Key{Pid: pid, Ident: ident}
-	p.mu.Lock()
-	p.pid, p.ident, p.pidfd = pid, ident, fd
-	p.mu.Unlock()
-	m.router.add(key, p)
-
-	got, err := m.monitor.Register(pid, ident)
-	if err != nil {
-		m.router.remove(key)
 		switch {
 		case errors.Is(err, exitmon.ErrExited), errors.Is(err, exitmon.ErrNotExpected):
-			p.closePidfd()
 			return errExitedEarly
 		case errors.Is(err, exitmon.ErrCapacity):
-			// Not tracked: nobody else closes the pidfd.
-			p.closePidfd()
 			return fmt.Errorf("embed: tracking capacity %d reached: %v: %w",
 				m.monitor.Capacity(), err, errdefs.ErrUnavailable)
 		}
-		p.closePidfd()
-		return fmt.Errorf("embed: register pid %d: %w", pid, err)
+		return fmt.Errorf("embed: track pid %d: %w", pid, err)
 	}
-	if got != ident {
-		// Cannot happen with a non-zero ident; stay correct if it does.
-		m.router.remove(key)
-		p.mu.Lock()
-		p.ident = got
-		p.mu.Unlock()
-		m.router.add(exitmon.Key{Pid: pid, Ident: got}, p)
+	p.mu.Lock()
+	p.pid, p.ident, p.pidfd = pid, ident, fd
+	p.mu.Unlock()
+	if e := m.router.claim(exitmon.Key{Pid: pid, Ident: ident}, p); e != nil {
+		p.task.onExit(p, *e)
 	}
 	return nil
 }

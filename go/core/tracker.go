@@ -16,6 +16,9 @@ import (
 type tracker interface {
 	// Register starts tracking a live process (ident 0: read it).
 	Register(pid int, ident uint64) (uint64, error)
+	// Track starts tracking the live process behind the caller's pidfd
+	// and returns its identity.
+	Track(pidfd, pid int) (uint64, error)
 	// RunDetached runs `runc exec --detach` so its process is tracked
 	// before it can be reaped.
 	RunDetached(cmd *exec.Cmd, pidFile string) (pid int, ident uint64, err error)

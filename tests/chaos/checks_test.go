@@ -25,29 +25,33 @@ import (
 // only (connections differ); more than this many extra is a leak.
 const fdSlack = 16
 
-// runcRoot is runc's --root for the run's namespace: both runtimes use
-// runc's default root /run/containerd/runc/<ns> today.
-func (r *run) runcRoot() string { return filepath.Join("/run/containerd/runc", r.d.Namespace) }
+// runcRoots are the runtimes' runc --root dirs for the run's namespace:
+// embed's own (under its state dir) and runc.v2's.
+func (r *run) runcRoots() []string {
+	return []string{r.d.EmbedRuncRoot(r.d.Namespace), harness.RuncV2Root(r.d.Namespace)}
+}
 
-// runcList is `runc list` on the runtime root: container id → status.
+// runcList is `runc list` on both runtime roots: container id → status.
 func (r *run) runcList() (map[string]string, error) {
 	out := map[string]string{}
-	if _, err := os.Stat(r.runcRoot()); os.IsNotExist(err) {
-		return out, nil
-	}
-	b, err := exec.Command("runc", "--root", r.runcRoot(), "list", "--format", "json").Output()
-	if err != nil {
-		return nil, fmt.Errorf("runc list: %w", err)
-	}
-	var l []struct {
-		ID     string `json:"id"`
-		Status string `json:"status"`
-	}
-	if err := json.Unmarshal(b, &l); err != nil {
-		return nil, fmt.Errorf("runc list: %w: %s", err, b)
-	}
-	for _, c := range l {
-		out[c.ID] = c.Status
+	for _, root := range r.runcRoots() {
+		if _, err := os.Stat(root); os.IsNotExist(err) {
+			continue
+		}
+		b, err := exec.Command("runc", "--root", root, "list", "--format", "json").Output()
+		if err != nil {
+			return nil, fmt.Errorf("runc list %s: %w", root, err)
+		}
+		var l []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		}
+		if err := json.Unmarshal(b, &l); err != nil {
+			return nil, fmt.Errorf("runc list %s: %w: %s", root, err, b)
+		}
+		for _, c := range l {
+			out[c.ID] = c.Status
+		}
 	}
 	return out, nil
 }
@@ -245,7 +249,7 @@ func (r *run) finalChecks(baseline harness.Snapshot) {
 		r.problem("", "%v", err)
 	}
 	for id, st := range rc {
-		r.problem("", "runc container %s (%s) left in %s", id, st, r.runcRoot())
+		r.problem("", "runc container %s (%s) left in %v", id, st, r.runcRoots())
 	}
 	var leaks []string
 	var after harness.Snapshot

@@ -104,12 +104,10 @@ func TestCapacity(t *testing.T) {
 		if !strings.Contains(err.Error(), "tracking capacity 3 reached") {
 			t.Errorf("exec over capacity: error %q does not say \"tracking capacity 3 reached\"", err)
 		}
-		// Its class is not asserted: the refusal comes from the exec
-		// helper through runc's output and reaches the client as Unknown
-		// ("OCI runtime exec failed: exitmon adopt: tracking capacity 3
-		// reached"), where the create's is Unavailable; reported, to be
-		// fixed in go/core, then asserted here.
-		t.Logf("exec over capacity: %v (class %s)", err, errClass(err))
+		// Unavailable, as the create over capacity: a client may retry.
+		if c := errClass(err); c != "Unavailable" {
+			t.Errorf("exec over capacity: class %s, want Unavailable: %v", c, err)
+		}
 		if _, err := p.Delete(ctx); err != nil {
 			t.Errorf("delete of the failed exec: %v", err)
 		}

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	containerd "github.com/containerd/containerd"
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
@@ -105,7 +104,7 @@ func (e *env) runWithOptions(t *testing.T, rt string, copts, topts *runcoptions.
 		cos = append(cos, containerd.WithRuntime(rt, copts))
 	}
 	c := e.containerWith(t, rt, "opts", cos, oci.WithProcessArgs("sleep", "3600"))
-	ev := e.recordEvents(t, c.ID())
+	ev := e.recordEvents(t, c)
 	var tos []containerd.NewTaskOpts
 	if topts != nil {
 		tos = append(tos, withTaskOptions(topts))
@@ -155,7 +154,7 @@ func (e *env) runWithOptions(t *testing.T, rt string, copts, topts *runcoptions.
 			return strings.HasPrefix(l, "kill")
 		})
 	}
-	o.Events = ev.Events(200 * time.Millisecond)
+	o.Events = ev.Settle("/tasks/exit:exec=x", "/tasks/exit", "/tasks/delete")
 	checkOneExitPerProcess(t, o.Events)
 	return o
 }

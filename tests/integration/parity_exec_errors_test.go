@@ -64,7 +64,7 @@ func TestParityExecErrors(t *testing.T) {
 	t.Run("duplicate-id", func(t *testing.T) {
 		both(t, e, func(t *testing.T, rt string) any {
 			c, task := e.sleeperTask(t, rt)
-			ev := e.recordEvents(t, c.ID())
+			ev := e.recordEvents(t, c)
 			p, pch := e.exec(t, c, task, "dup", nil, "sleep", "3600")
 			var obs []string
 			_, err := e.createExec(t, c, task, "dup", "true")
@@ -79,7 +79,7 @@ func TestParityExecErrors(t *testing.T) {
 			code, _ := e.execOutput(t, c, task, "dup", "sh", "-c", "exit 4")
 			obs = append(obs, fmt.Sprintf("reused:%d", code))
 			// Two execs of one id: two exits, so no one-exit check.
-			evs := dropTopics(ev.Events(200*time.Millisecond), "/tasks/create", "/tasks/start")
+			evs := dropTopics(ev.Settle("/tasks/exit:exec=dup", "/tasks/exit:exec=dup"), "/tasks/create", "/tasks/start")
 			return append(obs, evs...)
 		})
 	})
@@ -89,7 +89,7 @@ func TestParityExecErrors(t *testing.T) {
 		both(t, e, func(t *testing.T, rt string) any {
 			c := e.container(t, rt, "twice", oci.WithProcessArgs("sleep", "3600"))
 			task, ch := e.startTask(t, c)
-			ev := e.recordEvents(t, c.ID())
+			ev := e.recordEvents(t, c)
 			p, pch := e.exec(t, c, task, "twice", nil, "sleep", "3600")
 			pid := p.Pid()
 			var obs []string
@@ -107,7 +107,7 @@ func TestParityExecErrors(t *testing.T) {
 				t.Fatalf("delete exec: %v", err)
 			}
 			obs = append(obs, fmt.Sprintf("delete:%d", st.ExitCode()))
-			evs := dropTopics(ev.Events(200*time.Millisecond), "/tasks/create", "/tasks/start")
+			evs := dropTopics(ev.Settle("/tasks/exit:exec=twice"), "/tasks/create", "/tasks/start")
 			// The task goes on: kill and delete it.
 			task.Kill(e.ctx, syscall.SIGKILL)
 			w := waitOutcome(ch, 20*time.Second)
@@ -136,7 +136,7 @@ func TestParityExecErrors(t *testing.T) {
 	t.Run("delete-running", func(t *testing.T) {
 		both(t, e, func(t *testing.T, rt string) any {
 			c, task := e.sleeperTask(t, rt)
-			ev := e.recordEvents(t, c.ID())
+			ev := e.recordEvents(t, c)
 			p, pch := e.exec(t, c, task, "run", nil, "sleep", "3600")
 			var obs []string
 			_, err := p.Delete(e.ctx)
@@ -153,7 +153,7 @@ func TestParityExecErrors(t *testing.T) {
 			obs = append(obs, fmt.Sprintf("delete:%d", st.ExitCode()))
 			_, err = p.Delete(e.ctx)
 			obs = append(obs, "delete-again:"+errClass(err))
-			evs := dropTopics(ev.Events(200*time.Millisecond), "/tasks/create", "/tasks/start")
+			evs := dropTopics(ev.Settle("/tasks/exit:exec=run"), "/tasks/create", "/tasks/start")
 			checkOneExitPerProcess(t, evs)
 			return append(obs, evs...)
 		})
@@ -165,7 +165,7 @@ func TestParityExecErrors(t *testing.T) {
 	t.Run("runc-exec-fails", func(t *testing.T) {
 		both(t, e, func(t *testing.T, rt string) any {
 			c, task := e.sleeperTask(t, rt)
-			ev := e.recordEvents(t, c.ID())
+			ev := e.recordEvents(t, c)
 			p, err := e.createExec(t, c, task, "bad", "/no/such/exec-binary")
 			if err != nil {
 				t.Fatalf("exec: %v", err)
@@ -186,7 +186,7 @@ func TestParityExecErrors(t *testing.T) {
 			code, out := e.execOutput(t, c, task, "bad", "echo", "ok")
 			obs = append(obs, fmt.Sprintf("reused:%d:%s", code, strings.TrimSpace(out)))
 			obs = append(obs, "init:"+status(t, e.ctx, task))
-			evs := dropTopics(ev.Events(200*time.Millisecond), "/tasks/create", "/tasks/start")
+			evs := dropTopics(ev.Settle("/tasks/exit:exec=bad"), "/tasks/create", "/tasks/start")
 			checkOneExitPerProcess(t, evs)
 			return append(obs, evs...)
 		})
@@ -197,7 +197,7 @@ func TestParityExecErrors(t *testing.T) {
 	t.Run("stopped-init", func(t *testing.T) {
 		both(t, e, func(t *testing.T, rt string) any {
 			c := e.container(t, rt, "stoppedinit", oci.WithProcessArgs("sleep", "3600"))
-			ev := e.recordEvents(t, c.ID())
+			ev := e.recordEvents(t, c)
 			task, ch := e.startTask(t, c)
 			early, err := e.createExec(t, c, task, "early", "true")
 			if err != nil {
@@ -225,7 +225,7 @@ func TestParityExecErrors(t *testing.T) {
 				t.Fatalf("delete: %v", err)
 			}
 			obs = append(obs, fmt.Sprintf("delete:%d", st.ExitCode()))
-			evs := ev.Events(200 * time.Millisecond)
+			evs := ev.Settle("/tasks/exit", "/tasks/delete")
 			checkOneExitPerProcess(t, evs)
 			return append(obs, evs...)
 		})
@@ -236,7 +236,7 @@ func TestParityExecErrors(t *testing.T) {
 	t.Run("paused-init", func(t *testing.T) {
 		both(t, e, func(t *testing.T, rt string) any {
 			c, task := e.sleeperTask(t, rt)
-			ev := e.recordEvents(t, c.ID())
+			ev := e.recordEvents(t, c)
 			var obs []string
 			obs = append(obs, "pause:"+errClass(task.Pause(e.ctx)))
 			p, err := e.createExec(t, c, task, "paused", "true")
@@ -255,7 +255,7 @@ func TestParityExecErrors(t *testing.T) {
 			}
 			code, _ := e.execOutput(t, c, task, "resumed", "sh", "-c", "exit 6")
 			obs = append(obs, fmt.Sprintf("after-resume:%d", code))
-			evs := dropTopics(ev.Events(200*time.Millisecond), "/tasks/create", "/tasks/start")
+			evs := dropTopics(ev.Settle("/tasks/exit:exec=resumed"), "/tasks/create", "/tasks/start")
 			checkOneExitPerProcess(t, evs)
 			return append(obs, evs...)
 		})
@@ -265,7 +265,7 @@ func TestParityExecErrors(t *testing.T) {
 	t.Run("created-init", func(t *testing.T) {
 		both(t, e, func(t *testing.T, rt string) any {
 			c := e.container(t, rt, "createdinit", oci.WithProcessArgs("sleep", "3600"))
-			ev := e.recordEvents(t, c.ID())
+			ev := e.recordEvents(t, c)
 			task := e.newTask(t, c, nil)
 			ch, err := task.Wait(e.ctx)
 			if err != nil {
@@ -291,7 +291,7 @@ func TestParityExecErrors(t *testing.T) {
 				t.Fatalf("delete: %v", err)
 			}
 			obs = append(obs, fmt.Sprintf("delete:%d", st.ExitCode()))
-			evs := ev.Events(200 * time.Millisecond)
+			evs := ev.Settle("/tasks/exit", "/tasks/delete")
 			checkOneExitPerProcess(t, evs)
 			return append(obs, evs...)
 		})

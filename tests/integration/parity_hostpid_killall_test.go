@@ -25,7 +25,7 @@ func TestParityHostPidKillAllAtInitExit(t *testing.T) {
 		c := e.container(t, rt, "hostpidexit", oci.WithHostNamespace(specs.PIDNamespace),
 			oci.WithProcessArgs("sh", "-c",
 				"sleep 3600 & echo $! > /tmp/bg; while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 3"))
-		ev := e.recordEvents(t, c.ID())
+		ev := e.recordEvents(t, c)
 		task, ch := e.startTask(t, c)
 		bg, err := strconv.Atoi(waitFile(t, task.Pid(), "/tmp/bg", 10*time.Second))
 		if err != nil {
@@ -53,7 +53,7 @@ func TestParityHostPidKillAllAtInitExit(t *testing.T) {
 		if !goneWithin(uint32(bg), time.Second) {
 			syscall.Kill(bg, syscall.SIGKILL) // leave nothing behind
 		}
-		evs := dropTopics(ev.Events(200*time.Millisecond), "/tasks/create", "/tasks/start")
+		evs := dropTopics(ev.Settle("/tasks/exit", "/tasks/delete"), "/tasks/create", "/tasks/start")
 		checkOneExitPerProcess(t, evs)
 		return append(obs, evs...)
 	})

@@ -32,7 +32,7 @@ func TestParityPausedInitExit(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			both(t, e, func(t *testing.T, rt string) any {
 				c := e.container(t, rt, "pausedexit", oci.WithProcessArgs("sleep", "3600"))
-				ev := e.recordEvents(t, c.ID())
+				ev := e.recordEvents(t, c)
 				task, ch := e.startTask(t, c)
 				p, pch := e.exec(t, c, task, "ex", nil, "sleep", "3600")
 				var obs []string
@@ -54,7 +54,7 @@ func TestParityPausedInitExit(t *testing.T) {
 					t.Fatalf("delete: %v", err)
 				}
 				obs = append(obs, fmt.Sprintf("delete:%d", st.ExitCode()))
-				evs := ev.Events(200 * time.Millisecond)
+				evs := ev.Settle("/tasks/exit", "/tasks/delete")
 				checkOneExitPerProcess(t, evs)
 				// The exec's and the init's exits come from the same
 				// SIGKILL of the pid namespace: their order is not
@@ -69,7 +69,7 @@ func TestParityPausedInitExit(t *testing.T) {
 	t.Run("host-kill", func(t *testing.T) {
 		both(t, e, func(t *testing.T, rt string) any {
 			c := e.container(t, rt, "hostkill", oci.WithProcessArgs("sleep", "3600"))
-			ev := e.recordEvents(t, c.ID())
+			ev := e.recordEvents(t, c)
 			task, ch := e.startTask(t, c)
 			waitComm(t, task.Pid(), "sleep")
 			var obs []string
@@ -93,7 +93,7 @@ func TestParityPausedInitExit(t *testing.T) {
 				t.Fatalf("delete: %v", err)
 			}
 			obs = append(obs, fmt.Sprintf("delete:%d", st.ExitCode()))
-			evs := ev.Events(200 * time.Millisecond)
+			evs := ev.Settle("/tasks/exit", "/tasks/delete")
 			checkOneExitPerProcess(t, evs)
 			return append(obs, evs...)
 		})

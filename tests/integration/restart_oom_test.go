@@ -3,9 +3,9 @@
 package integration
 
 import (
+	"fmt"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/containerd/containerd/oci"
 )
@@ -34,7 +34,11 @@ func TestRestartOOM(t *testing.T) {
 	}
 	bothRuntimes(t, e, func(t *testing.T, rt string) any {
 		task := e.rsLoadTask(t, ids[rt])
-		log := e.recordEvents(t, ids[rt])
+		c, err := e.d.Client().LoadContainer(e.ctx, ids[rt])
+		if err != nil {
+			t.Fatal(err)
+		}
+		log := e.recordEvents(t, c)
 		ch, err := task.Wait(e.ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -46,7 +50,7 @@ func TestRestartOOM(t *testing.T) {
 		if _, err := task.Delete(e.ctx); err != nil {
 			t.Errorf("delete: %v", err)
 		}
-		evs := log.Events(500 * time.Millisecond)
+		evs := log.Settle("/tasks/oom", "/tasks/exit", "/tasks/delete")
 		t.Logf("events: %v", evs)
 		if o.Code != "137" {
 			t.Errorf("exit %s, want 137", o.Code)
@@ -54,7 +58,8 @@ func TestRestartOOM(t *testing.T) {
 		if !hasEvent(evs, "/tasks/oom") {
 			t.Errorf("no /tasks/oom event in %v", evs)
 		}
-		o.Events = normalizeOOM(evs)
+		oom, rest := normalizeOOM(evs)
+		o.Events = append([]string{fmt.Sprintf("oom-before-delete:%v", oom)}, rest...)
 		return o
 	})
 }
