@@ -93,6 +93,7 @@ func (t *Task) create(ctx context.Context, opts CreateOpts) (err error) {
 			!strings.Contains(derr.Error(), "does not exist") {
 			log.G(ctx).WithError(derr).Warn("embed: runc delete after failed create")
 		}
+		t.bundle.removeSpecCgroup(ctx)
 		return err
 	}
 	defer func() {

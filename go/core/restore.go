@@ -316,6 +316,7 @@ func (m *Manager) cleanupBroken(ctx context.Context, ns, id string) {
 		!strings.Contains(err.Error(), "does not exist") {
 		log.G(ctx).WithError(err).Warn("embed: runc delete of broken task")
 	}
+	b.removeSpecCgroup(ctx)
 	if err := m.mounter.Unmount(b.rootfs()); err != nil {
 		log.G(ctx).WithError(err).Warn("embed: unmount rootfs of broken task")
 	}
