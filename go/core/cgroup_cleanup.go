@@ -5,6 +5,7 @@ package core
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -42,6 +43,12 @@ func (b *bundle) removeSpecCgroup(ctx context.Context) {
 		}
 		return
 	}
+	// Hybrid hosts: runc also makes the cgroup in the v2 hierarchy mounted
+	// at unified/, which the v1 library does not manage.
+	unified := filepath.Join("/sys/fs/cgroup/unified", path)
+	if err := retryBusy(func() error { return removeIfExists(unified) }); err != nil {
+		l.WithError(err).Warn("embed: remove the unified cgroup of a container that was never created")
+	}
 	cg, err := cgroup1.Load(cgroup1.StaticPath(path))
 	if err != nil {
 		if !errors.Is(err, cgroup1.ErrCgroupDeleted) {
@@ -52,6 +59,14 @@ func (b *bundle) removeSpecCgroup(ctx context.Context) {
 	if err := retryBusy(cg.Delete); err != nil {
 		l.WithError(err).Warn("embed: remove the cgroup of a container that was never created")
 	}
+}
+
+// removeIfExists removes an empty cgroup dir; a missing one is no error.
+func removeIfExists(dir string) error {
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // retryBusy retries a cgroup removal while exiting processes (a killed

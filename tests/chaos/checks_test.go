@@ -92,7 +92,8 @@ func pidGone(pid uint32) bool {
 
 // inconsistencies compares the daemon's tasks with runc's containers and
 // with the processes themselves: a runc container without a task, a task
-// without a runc container, a task listed running whose process is gone.
+// not STOPPED without a runc container, a task listed running whose process
+// is gone.
 func (r *run) inconsistencies(ctx context.Context) (map[string]string, error) {
 	tasks, err := r.listTasks(ctx)
 	if err != nil {
@@ -109,7 +110,11 @@ func (r *run) inconsistencies(ctx context.Context) (map[string]string, error) {
 		}
 	}
 	for id, t := range tasks {
-		if _, ok := rc[id]; !ok {
+		// A STOPPED task whose runc container is gone is one whose Delete
+		// was interrupted after runc delete (the client got an error):
+		// it awaits the client's next Delete, which succeeds. Any other
+		// state without a runc container is wrong.
+		if _, ok := rc[id]; !ok && t.status != task.Status_STOPPED {
 			out[id+" task"] = fmt.Sprintf("task %s (%v) without a runc container", id, t.status)
 		}
 		if t.status == task.Status_RUNNING && t.pid != 0 && pidGone(t.pid) {
