@@ -44,10 +44,10 @@ var rules = map[string]rule{
 type Growth struct {
 	Metric    string  `json:"metric"`
 	Unit      string  `json:"unit,omitempty"`
-	First     int64   `json:"first"`      // first measured sample
-	Last      int64   `json:"last"`       // last sample
-	Min       int64   `json:"min"`        // over measured samples
-	Max       int64   `json:"max"`        // over measured samples
+	First     int64   `json:"first"`       // first measured sample
+	Last      int64   `json:"last"`        // last sample
+	Min       int64   `json:"min"`         // over measured samples
+	Max       int64   `json:"max"`         // over measured samples
 	FitPer10k float64 `json:"fit_per_10k"` // least-squares slope × 10 000
 	LastFirst float64 `json:"last_minus_first_per_10k"`
 	Rule      *rule   `json:"rule,omitempty"`
@@ -138,29 +138,29 @@ func judge(r rule, x, y []float64, fitted float64, g Growth) string {
 
 // Summary is _output/soak/summary.json.
 type Summary struct {
-	Daemon        string    `json:"daemon"`
-	Background    int       `json:"background"`
-	Duration      string    `json:"duration"`
-	Sample        string    `json:"sample"`
-	Warmup        string    `json:"warmup"`
-	Rate          float64   `json:"lifecycle_rate_per_s"`
-	ExecRate      float64   `json:"exec_rate_per_s"`
-	Lifecycles    int64     `json:"lifecycles"`
-	Execs         int64     `json:"execs"`
-	Dropped       [2]int64  `json:"dropped_ticks"` // lifecycle, exec ticks found all workers busy
-	Errors        []string  `json:"errors"`
-	LoadAvg       []string  `json:"loadavg"` // /proc/loadavg at each sample
-	Samples       []Sample  `json:"samples"`
-	MeasuredFrom  int       `json:"measured_from"` // index of the first sample after warm-up
-	Growth        []Growth  `json:"growth"`
-	BackgroundUp  float64   `json:"background_start_s"`
-	BackgroundOff float64   `json:"background_remove_s"`
-	After         *Sample   `json:"after_removal,omitempty"` // all containers removed
-	Failures      []string  `json:"failures"`
-	Pass          bool      `json:"pass"`
-	WallSeconds   float64   `json:"wall_s"`
-	Kernel        string    `json:"kernel"`
-	Started       string    `json:"started"`
+	Daemon        string   `json:"daemon"`
+	Background    int      `json:"background"`
+	Duration      string   `json:"duration"`
+	Sample        string   `json:"sample"`
+	Warmup        string   `json:"warmup"`
+	Rate          float64  `json:"lifecycle_rate_per_s"`
+	ExecRate      float64  `json:"exec_rate_per_s"`
+	Lifecycles    int64    `json:"lifecycles"`
+	Execs         int64    `json:"execs"`
+	Dropped       [2]int64 `json:"dropped_ticks"` // lifecycle, exec ticks found all workers busy
+	Errors        []string `json:"errors"`
+	LoadAvg       []string `json:"loadavg"` // /proc/loadavg at each sample
+	Samples       []Sample `json:"samples"`
+	MeasuredFrom  int      `json:"measured_from"` // index of the first sample after warm-up
+	Growth        []Growth `json:"growth"`
+	BackgroundUp  float64  `json:"background_start_s"`
+	BackgroundOff float64  `json:"background_remove_s"`
+	After         *Sample  `json:"after_removal,omitempty"` // all containers removed
+	Failures      []string `json:"failures"`
+	Pass          bool     `json:"pass"`
+	WallSeconds   float64  `json:"wall_s"`
+	Kernel        string   `json:"kernel"`
+	Started       string   `json:"started"`
 }
 
 // writeTable prints the samples and the growth.

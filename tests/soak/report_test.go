@@ -72,3 +72,12 @@ func TestGrowthRSSPlateauPasses(t *testing.T) {
 		t.Errorf("sustained growth not caught: %+v", g)
 	}
 }
+
+func TestPlotWrites(t *testing.T) {
+	s := &Summary{Daemon: "d<1>", Samples: series(8, func(i int) Sample { return Sample{FDs: 100 + int64(i%2)} }), MeasuredFrom: 2}
+	s.Growth = growth(s.Samples[2:])
+	p := t.TempDir() + "/soak.svg"
+	if err := writeSVG(p, s); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -272,8 +272,10 @@ func TestSoak(t *testing.T) {
 	if err := writeCSV(filepath.Join(cfg.outDir, "samples.csv"), sum); err != nil {
 		t.Errorf("write samples: %v", err)
 	}
-	fmt.Printf("wrote %s and %s (wall %.0f s)\n", filepath.Join(cfg.outDir, "summary.json"),
-		filepath.Join(cfg.outDir, "samples.csv"), sum.WallSeconds)
+	if err := writeSVG(filepath.Join(cfg.outDir, "soak.svg"), sum); err != nil {
+		t.Errorf("write plot: %v", err)
+	}
+	fmt.Printf("wrote summary.json, samples.csv and soak.svg in %s (wall %.0f s)\n", cfg.outDir, sum.WallSeconds)
 	for _, f := range sum.Failures {
 		t.Errorf("soak: %s", f)
 	}
