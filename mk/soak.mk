@@ -7,10 +7,10 @@
 # mk/containerd.mk). Variables are prefixed SOAK_; the knobs below can be
 # given by their short names on the command line:
 #
-#   make soak DURATION=1h BACKGROUND=1000 RATE=4 SAMPLE=1m DAEMON=bin/embedshim-containerd
+#   make soak DURATION=1h BACKGROUND=1000 RATE=3 SAMPLE=1m DAEMON=bin/embedshim-containerd
 #
 # Targets:
-#   soak        DURATION (1h) of load at RATE lifecycles/s (4) and EXEC_RATE
+#   soak        DURATION (1h) of load at RATE lifecycles/s (3) and EXEC_RATE
 #               execs/s (= RATE) with BACKGROUND (1000) sleeping containers,
 #               a sample every SAMPLE (1m); table on stdout,
 #               _output/soak/summary.json and _output/soak/samples.csv.
@@ -27,7 +27,7 @@ SOAK_TAGS       ?= $(GO_TAGS)
 SOAK_DAEMON     ?= $(or $(DAEMON),bin/embedshim-containerd)
 SOAK_DURATION   ?= $(or $(DURATION),1h)
 SOAK_BACKGROUND ?= $(or $(BACKGROUND),1000)
-SOAK_RATE       ?= $(or $(RATE),4)
+SOAK_RATE       ?= $(or $(RATE),3)
 SOAK_EXEC_RATE  ?= $(or $(EXEC_RATE),$(SOAK_RATE))
 SOAK_SAMPLE     ?= $(or $(SAMPLE),1m)
 

@@ -47,7 +47,7 @@ func envStr(name, def string) string {
 func loadConfig(t *testing.T, mode, repo string) config {
 	c := config{mode: mode}
 	defs := map[string]string{
-		"DURATION": "1h", "BACKGROUND": "1000", "RATE": "4", "SAMPLE": "1m",
+		"DURATION": "1h", "BACKGROUND": "1000", "RATE": "3", "SAMPLE": "1m",
 		"INFLIGHT": "8", "POOL": "8", "OUT": filepath.Join(repo, "_output", "soak"),
 	}
 	if mode == "smoke" {
