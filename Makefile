@@ -37,6 +37,7 @@ core: deps
 
 include mk/containerd.mk
 include mk/bench.mk
+include mk/soak.mk
 include mk/cri.mk
 include mk/chaos.mk
 

@@ -95,6 +95,12 @@ type Options struct {
 	DisabledPlugins []string
 	// ExtraConfig is raw TOML appended to config.toml.
 	ExtraConfig string
+	// Debug turns on the daemon's debug server ([debug] address) on the
+	// unix socket Daemon.DebugAddress (<dir>/debug.sock), serving
+	// /debug/pprof and /debug/vars. It cannot go in ExtraConfig: the
+	// harness writes the [debug] table itself, and TOML forbids a table
+	// twice.
+	Debug bool
 	// LogLevel is the daemon's --log-level; default "debug".
 	LogLevel string
 	// Env is added to the daemon's environment.
@@ -122,6 +128,7 @@ type Daemon struct {
 	ConfigPath   string // config.toml
 	LogPath      string // daemon stdout+stderr (all starts appended)
 	PinDir       string // embed plugin pin_dir (if configured)
+	DebugAddress string // debug server socket (Options.Debug), else ""
 	Namespace    string // default namespace of Client() and Context()
 
 	mu       sync.Mutex
@@ -256,6 +263,9 @@ func StartDaemon(t testing.TB, opts Options) *Daemon {
 		reapers:      map[int]bool{},
 	}
 	t.Cleanup(d.cleanup)
+	if opts.Debug {
+		d.DebugAddress = filepath.Join(dir, "debug.sock")
+	}
 
 	d.Namespace = opts.Namespace
 	if d.Namespace == "" {
@@ -375,7 +385,7 @@ func (d *Daemon) writeConfig() error {
 	fmt.Fprintf(&b, "disabled_plugins = [%s]\n\n", strings.Join(q, ", "))
 	fmt.Fprintf(&b, "[grpc]\n  address = %s\n\n", tomlString(d.Address))
 	fmt.Fprintf(&b, "[ttrpc]\n  address = %s\n\n", tomlString(d.TTRPCAddress))
-	fmt.Fprintf(&b, "[debug]\n  address = \"\"\n\n")
+	fmt.Fprintf(&b, "[debug]\n  address = %s\n\n", tomlString(d.DebugAddress))
 	fmt.Fprintf(&b, "[metrics]\n  address = \"\"\n\n")
 	// keep everything under the temp dir and away from host-wide sockets
 	fmt.Fprintf(&b, "[plugins.\"io.containerd.internal.v1.opt\"]\n  path = %s\n\n", tomlString(filepath.Join(d.Dir, "opt")))
