@@ -92,7 +92,12 @@ func (b *bundle) spec() (*specs.Spec, error) {
 // delete removes both directories. The state directory is renamed to a hidden
 // name first so that a crash half-way leaves nothing that restore would take
 // for a task (restore skips hidden entries and removes them).
+// A rootfs still mounted is not walked into: that would delete the files of
+// the container's snapshot, which a next task of the container reuses.
 func (b *bundle) delete() error {
+	if mountedOver(b.rootfs()) {
+		return fmt.Errorf("bundle %s: rootfs is still mounted, not removed", b.path)
+	}
 	err := atomicDelete(b.path)
 	if err2 := atomicDelete(b.workDir); err == nil {
 		err = err2

@@ -39,7 +39,7 @@ func (t *Task) create(ctx context.Context, opts CreateOpts) (err error) {
 		}
 		defer func() {
 			if err != nil {
-				if uerr := t.m.mounter.Unmount(t.bundle.rootfs()); uerr != nil {
+				if uerr := unmountRootfs(t.m.mounter, t.bundle.rootfs()); uerr != nil {
 					log.G(ctx).WithError(uerr).Warn("embed: unmount rootfs after failed create")
 				}
 			}
@@ -326,7 +326,7 @@ func (t *Task) destroy(ctx context.Context) error {
 	t.init.setStatus(statusDeleted)
 
 	var err error
-	if uerr := t.m.mounter.Unmount(t.bundle.rootfs()); uerr != nil {
+	if uerr := unmountRootfs(t.m.mounter, t.bundle.rootfs()); uerr != nil {
 		log.G(ctx).WithError(uerr).Warn("embed: failed to cleanup rootfs mount")
 		err = fmt.Errorf("failed rootfs umount: %w", uerr)
 	}

@@ -317,7 +317,7 @@ func (m *Manager) cleanupBroken(ctx context.Context, ns, id string) {
 		log.G(ctx).WithError(err).Warn("embed: runc delete of broken task")
 	}
 	b.removeSpecCgroup(ctx)
-	if err := m.mounter.Unmount(b.rootfs()); err != nil {
+	if err := unmountRootfs(m.mounter, b.rootfs()); err != nil {
 		log.G(ctx).WithError(err).Warn("embed: unmount rootfs of broken task")
 	}
 	if err := b.delete(); err != nil && !errors.Is(err, os.ErrNotExist) {
