@@ -42,14 +42,8 @@ func (m *Manager) watchOOM(t *Task) {
 		log.L.WithError(err).WithField("id", t.id).Debug("embed: no cgroup to watch for OOM")
 		return
 	}
-	w := m.oom()
-	switch cg := cg.(type) {
-	case cgroup1.Cgroup:
-		if err := w.addV1(t, cg); err != nil {
-			log.L.WithError(err).WithField("id", t.id).Warn("embed: watch OOM")
-		}
-	case *cgroupsv2.Manager:
-		w.addV2(t, cg)
+	if err := cg.watchOOM(m.oom(), t); err != nil {
+		log.L.WithError(err).WithField("id", t.id).Warn("embed: watch OOM")
 	}
 }
 

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/containerd/cgroups/v3/cgroup1"
-	cgroupsv2 "github.com/containerd/cgroups/v3/cgroup2"
 	eventstypes "github.com/containerd/containerd/api/events"
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
@@ -52,7 +50,7 @@ type Task struct {
 	deleted      bool
 
 	cgMu sync.Mutex
-	cg   interface{} // cgroup1.Cgroup or *cgroup2.Manager, loaded lazily
+	cg   taskCgroup // loaded lazily, see cgroup()
 }
 
 func newTask(m *Manager, ns, id string, b *bundle, rc *RuncConfig, stdio stdioPaths) *Task {
@@ -118,14 +116,7 @@ func (t *Task) Kill(ctx context.Context, signal uint32, all bool) error {
 func (t *Task) thaw(ctx context.Context) {
 	cg, err := t.cgroup()
 	if err == nil {
-		switch cg := cg.(type) {
-		case cgroup1.Cgroup:
-			err = cg.Thaw()
-		case *cgroupsv2.Manager:
-			err = cg.Thaw()
-		default:
-			err = fmt.Errorf("unsupported cgroup type %T", cg)
-		}
+		err = cg.thaw()
 	}
 	if err != nil {
 		if rerr := t.runc.Resume(ctx, t.id); rerr != nil {
