@@ -4,7 +4,6 @@ package core
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -45,16 +44,13 @@ func parseCheckpointOptions(dec Decoders, a typeurl.Any) (*CheckpointOptions, er
 	return nil, fmt.Errorf("invalid checkpoint options %T: %w", v, errdefs.ErrInvalidArgument)
 }
 
-// Checkpoint dumps the container with runc checkpoint (criu).
+// Checkpoint dumps the container with runc checkpoint (criu), in the
+// states that allow it (checkpoint).
 func (t *Task) Checkpoint(ctx context.Context, path string, options typeurl.Any) error {
-	// State errors as runc.v2's (plain errors, errdefs class unknown).
-	switch t.init.getStatus() {
-	case statusRunning, statusPaused, statusPausing:
-	case statusCreated:
-		return errors.New("cannot checkpoint a task in created state")
-	default:
-		return errors.New("cannot checkpoint a stopped container")
-	}
+	return t.initOp(func(s initState) error { return s.checkpoint(ctx, path, options) })
+}
+
+func (t *Task) checkpointTo(ctx context.Context, path string, options typeurl.Any) error {
 	if _, err := exec.LookPath("criu"); err != nil {
 		return fmt.Errorf("checkpoint needs criu: %v: %w", err, errdefs.ErrNotImplemented)
 	}

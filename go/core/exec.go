@@ -43,25 +43,26 @@ func (t *Task) Exec(ctx context.Context, id string, opts ExecOpts) (*ExecProcess
 	p.spec = &spec
 
 	// As runc.v2's init state machine: no exec is added to a paused or
-	// stopped container (its plain errors: clients see Unknown). runc exec
-	// into a frozen cgroup would hang, and a stopped init takes no exec.
-	switch t.init.getStatus() {
-	case statusPaused, statusPausing:
-		return nil, errors.New("cannot exec in a paused state")
-	case statusStopped:
-		return nil, errors.New("cannot exec in a stopped state")
+	// stopped container (runc exec into a frozen cgroup would hang, and a
+	// stopped init takes no exec).
+	err := t.initOp(func(s initState) error {
+		if err := s.exec(); err != nil {
+			return err
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.deleted {
+			return fmt.Errorf("task %s: %w", t.id, errdefs.ErrNotFound)
+		}
+		if _, ok := t.execs[id]; ok {
+			return fmt.Errorf("id %s: %w", id, errdefs.ErrAlreadyExists)
+		}
+		t.execs[id] = p
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	t.mu.Lock()
-	if t.deleted {
-		t.mu.Unlock()
-		return nil, fmt.Errorf("task %s: %w", t.id, errdefs.ErrNotFound)
-	}
-	if _, ok := t.execs[id]; ok {
-		t.mu.Unlock()
-		return nil, fmt.Errorf("id %s: %w", id, errdefs.ErrAlreadyExists)
-	}
-	t.execs[id] = p
-	t.mu.Unlock()
 
 	t.pub.publish(t.namespace, TopicExecAdded, &eventstypes.TaskExecAdded{
 		ContainerID: t.id,
@@ -111,62 +112,9 @@ func (e *ExecProcess) Wait(ctx context.Context) (*Exit, error) {
 	}
 }
 
-// Start runs runc exec --detach under the monitor's exec helper.
-//
-// runc exec has no create/start split: the process may be gone before it is
-// registered, and it is not our child, so its status would be lost. The
-// helper (exitmon.RunDetached: this binary re-executed as a short-lived child
-// subreaper around runc exec) keeps the process unreaped until the monitor
-// has adopted it, so even an instant exit (`exec false`) reports its status.
+// Start runs the exec (execCreated.start).
 func (e *ExecProcess) Start(ctx context.Context) error {
-	p, t := e.p, e.p.task
-	p.mu.Lock()
-	if p.status != statusCreated || p.pid != 0 {
-		s := p.status
-		p.mu.Unlock()
-		// runc.v2's exec state machine answers with a plain error.
-		return fmt.Errorf("cannot start a %s process", s)
-	}
-	p.mu.Unlock()
-
-	t.mu.Lock()
-	if t.initExit != nil || t.deleted {
-		t.mu.Unlock()
-		return fmt.Errorf("container %s init process is not running: %w", t.id, errdefs.ErrFailedPrecondition)
-	}
-	t.runningExecs++
-	t.mu.Unlock()
-
-	p.gate()
-	early, err := t.runExec(ctx, p)
-	if err != nil {
-		t.release(p)
-		// runc.v2 leaves a failed exec "created" with Wait returning.
-		p.mu.Lock()
-		p.closeExitedLocked()
-		p.mu.Unlock()
-		t.execDone()
-		return err
-	}
-	p.mu.Lock()
-	if p.status == statusCreated {
-		p.status = statusRunning
-	}
-	pid := p.pid
-	p.mu.Unlock()
-	t.persist()
-	t.pub.publish(t.namespace, TopicExecStarted, &eventstypes.TaskExecStarted{
-		ContainerID: t.id,
-		ExecID:      p.id,
-		Pid:         uint32(pid),
-	})
-	t.release(p)
-	if early != nil {
-		// Delivered before the route to p existed (claimExit keeps it
-		// to one, should the monitor have delivered it too).
-		t.onExit(p, *early)
-	}
-	return nil
+	return e.p.execOp(func(s execState) error { return s.start(ctx) })
 }
 
 // runExec runs runc exec --detach through the exec helper; the process is
@@ -269,31 +217,11 @@ func (t *Task) runcCommand(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// Delete removes a stopped (or never started) exec. runc.v2 publishes no
-// event for it.
-func (e *ExecProcess) Delete(ctx context.Context) (*Exit, error) {
-	p, t := e.p, e.p.task
-	switch s := p.getStatus(); s {
-	case statusRunning:
-		if !p.hasExited() {
-			return nil, fmt.Errorf("cannot delete a running process: %w", errdefs.ErrFailedPrecondition)
-		}
-	case statusDeleted:
-		return nil, fmt.Errorf("process %s: %w", p.id, errdefs.ErrNotFound)
-	}
-	t.mu.Lock()
-	delete(t.execs, p.id)
-	t.mu.Unlock()
-
-	t.m.detach(p)
-	p.mu.Lock()
-	pio := p.io
-	p.status = statusDeleted
-	p.mu.Unlock()
-	if pio != nil {
-		pio.closeAll()
-	}
-	os.Remove(t.bundle.execPid(p.id))
-	t.persist()
-	return p.exit(), nil
+// Delete removes a stopped (or never started) exec (Task.deleteExec).
+func (e *ExecProcess) Delete(ctx context.Context) (exit *Exit, err error) {
+	err = e.p.execOp(func(s execState) error {
+		exit, err = s.delete(ctx)
+		return err
+	})
+	return exit, err
 }

@@ -199,7 +199,7 @@ func (t *Task) execDone() {
 // while containerd was down.
 func (t *Task) publishExit(p *process, e exitmon.Exit) {
 	status := exitStatusOf(e)
-	prev := p.setExited(status, e.ExitedAt)
+	prev, publish := p.setExited(exitFacts{status: status, at: e.ExitedAt})
 	if p.isInit && prev == statusPaused {
 		// A frozen cgroup would keep the rest of the container stuck.
 		go func() {
@@ -208,11 +208,7 @@ func (t *Task) publishExit(p *process, e exitmon.Exit) {
 			}
 		}()
 	}
-	p.mu.Lock()
-	already := p.published
-	p.published = true
-	p.mu.Unlock()
-	if !already {
+	if publish {
 		t.pub.publish(t.namespace, TopicExit, &eventstypes.TaskExit{
 			ContainerID: t.id,
 			ID:          p.id,

@@ -150,8 +150,13 @@ func (h *exitHarness) exec(task *Task, id string, pid int) *process {
 }
 
 func (h *exitHarness) track(p *process, pid int, status procStatus) {
+	st, err := restoredState(p, status, nil)
+	if err != nil {
+		panic(err)
+	}
 	p.mu.Lock()
-	p.pid, p.ident, p.status = pid, uint64(pid)*7, status
+	p.pid, p.ident = pid, uint64(pid)*7
+	p.setStateLocked(st)
 	p.mu.Unlock()
 	h.m.router.add(p.key(), p)
 }

@@ -11,7 +11,6 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/api/types"
-	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -197,70 +196,18 @@ func (t *Task) publishCreate(opts CreateOpts) {
 	})
 }
 
-// Start runs runc start (or runc restore for a checkpointed task) and
-// publishes /tasks/start before any exit of the init.
+// Start runs runc start (initCreated.start).
 func (t *Task) Start(ctx context.Context) error {
-	p := t.init
-	p.mu.Lock()
-	switch p.status {
-	case statusCreated:
-	case statusStopped:
-		p.mu.Unlock()
-		return errors.New("cannot start a stopped process")
-	case statusDeleted:
-		p.mu.Unlock()
-		return fmt.Errorf("cannot start a deleted process: %w", errdefs.ErrNotFound)
-	case statusPaused, statusPausing:
-		p.mu.Unlock()
-		return errors.New("cannot start a paused process")
-	default:
-		p.mu.Unlock()
-		return errors.New("cannot start a running process")
-	}
-	p.mu.Unlock()
-	p.gate()
-
-	var err error
-	if t.checkpoint != "" {
-		err = t.restoreCheckpoint(ctx)
-	} else if err = t.runc.Start(ctx, t.id); err != nil {
-		err = runtimeError(t.runc, err, "OCI runtime start failed")
-	}
-	if err != nil {
-		t.release(p)
-		return err
-	}
-	t.setStatusUnlessExited(statusRunning)
-	t.persist()
-	t.pub.publish(t.namespace, TopicStart, &eventstypes.TaskStart{
-		ContainerID: t.id,
-		Pid:         uint32(p.getPid()),
-	})
-	t.release(p)
-	t.m.watchOOM(t)
-	return nil
+	return t.initOp(func(s initState) error { return s.start(ctx) })
 }
 
 // delete is the task's part of Manager.Delete.
-func (t *Task) delete(ctx context.Context) (*Exit, error) {
-	p := t.init
-	switch p.getStatus() {
-	case statusStopped:
-	case statusCreated:
-		return t.deleteCreated(ctx)
-	case statusDeleted:
-		return nil, fmt.Errorf("task %s: %w", t.id, errdefs.ErrNotFound)
-	case statusPaused, statusPausing:
-		return nil, errors.New("cannot delete a paused process")
-	default:
-		return nil, errors.New("cannot delete a running process")
-	}
-	if err := t.destroy(ctx); err != nil {
-		return nil, err
-	}
-	exit := p.exit()
-	t.publishDelete(exit)
-	return exit, nil
+func (t *Task) delete(ctx context.Context) (exit *Exit, err error) {
+	err = t.initOp(func(s initState) error {
+		exit, err = s.delete(ctx)
+		return err
+	})
+	return exit, err
 }
 
 // deleteCreated deletes a task that was never started. runc.v2 answers with
@@ -269,9 +216,11 @@ func (t *Task) delete(ctx context.Context) (*Exit, error) {
 // produce the same sequence. runc-init is killed through its pidfd and its
 // exit awaited first, so runc delete finds a stopped container instead of
 // polling a dying one.
-func (t *Task) deleteCreated(ctx context.Context) (*Exit, error) {
+func (t *Task) deleteCreated(ctx context.Context, s *initCreated) (*Exit, error) {
 	p := t.init
-	p.gate()
+	if !p.gateIn(s) {
+		return p.initState().delete(ctx) // lost to an exit: delete as stopped
+	}
 	var held = p.heldNote
 	if err := p.signal(uint32(unix.SIGKILL)); err == nil {
 		select {
@@ -291,7 +240,6 @@ func (t *Task) deleteCreated(ctx context.Context) (*Exit, error) {
 	t.publishDelete(exit)
 	// The SIGKILLed runc-init's exit, after /tasks/delete as on runc.v2.
 	t.release(p)
-	p.setStatus(statusDeleted)
 	return exit, nil
 }
 
@@ -323,7 +271,7 @@ func (t *Task) destroy(ctx context.Context) error {
 			pio.closeAll()
 		}
 	}
-	t.init.setStatus(statusDeleted)
+	t.init.toDeleted()
 
 	var err error
 	if uerr := unmountRootfs(t.m.mounter, t.bundle.rootfs()); uerr != nil {

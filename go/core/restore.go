@@ -177,11 +177,11 @@ func (m *Manager) loadTask(ctx context.Context, ns, id string) (*Task, []pending
 		if e := m.reloadProcess(ctx, p, es); e != nil {
 			pending = append(pending, pendingExit{p, *e})
 			t.runningExecs++
-		} else if p.getStatus() == statusRunning && !p.exitSeen {
+		} else if p.getStatus() == statusRunning {
 			t.runningExecs++
 		}
 	}
-	if t.init.exitSeen {
+	if t.init.exitClaimed {
 		t.initExit = &exitmon.Exit{Pid: t.init.pid, Ident: t.init.ident}
 	}
 	if migrated {
@@ -194,19 +194,31 @@ func (m *Manager) loadTask(ctx context.Context, ns, id string) (*Task, []pending
 // process exited while containerd was down (or its exit was recorded but not
 // published).
 func (m *Manager) reloadProcess(ctx context.Context, p *process, s processState) *exitmon.Exit {
-	p.pid, p.ident, p.status, p.stdio = s.Pid, s.Ident, s.Status, s.Stdio
+	var exit *exitFacts
+	status := s.Status
 	if s.Exited {
-		// Already handled before the restart.
-		p.exitSeen, p.published = true, s.Published
-		p.exitStatus, p.exitedAt = s.ExitStatus, s.ExitedAt
-		if p.status != statusDeleted {
-			p.status = statusStopped
+		exit = &exitFacts{status: s.ExitStatus, at: s.ExitedAt, published: s.Published}
+		if status != statusDeleted {
+			status = statusStopped
 		}
-		p.closeExitedLocked()
+	}
+	st, err := restoredState(p, status, exit)
+	if err != nil {
+		// Written by another version, or by hand: the process is not
+		// given up on; its exit, when the monitor reports it, stops it.
+		log.G(ctx).WithError(err).Error("embed: unknown process state in state.json; taking it as running")
+		st, _ = restoredState(p, statusRunning, nil)
+	}
+	p.mu.Lock()
+	p.pid, p.ident, p.stdio = s.Pid, s.Ident, s.Stdio
+	p.setStateLocked(st)
+	// Already handled before the restart, unless the event may not have
+	// gone out: then at least once (stopped -> stopped, published).
+	p.exitClaimed = s.Exited && s.Published
+	p.mu.Unlock()
+	if s.Exited {
 		m.router.add(exitmon.Key{Pid: p.pid, Ident: p.ident}, p)
 		if !s.Published {
-			// Recorded but the event may not have gone out: at least once.
-			p.exitSeen = false
 			return &exitmon.Exit{Pid: s.Pid, Ident: s.Ident, ExitedAt: s.ExitedAt,
 				Status: waitStatusFor(s.ExitStatus)}
 		}

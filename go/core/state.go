@@ -47,17 +47,17 @@ type processState struct {
 func (p *process) snapshot() processState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return processState{
-		ID:         p.id,
-		Pid:        p.pid,
-		Ident:      p.ident,
-		Status:     p.status,
-		Stdio:      p.stdio,
-		ExitStatus: p.exitStatus,
-		ExitedAt:   p.exitedAt,
-		Exited:     p.exitSeen && !p.exitedAt.IsZero(),
-		Published:  p.published,
+	s := processState{
+		ID:     p.id,
+		Pid:    p.pid,
+		Ident:  p.ident,
+		Status: p.cur.status(),
+		Stdio:  p.stdio,
 	}
+	if f := p.cur.facts(); f != nil && !f.at.IsZero() {
+		s.ExitStatus, s.ExitedAt, s.Exited, s.Published = f.status, f.at, true, f.published
+	}
+	return s
 }
 
 // persist writes state.json atomically. Exec processes are saved once they

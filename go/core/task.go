@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	eventstypes "github.com/containerd/containerd/api/events"
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
@@ -101,14 +100,27 @@ func (t *Task) Kill(ctx context.Context, signal uint32, all bool) error {
 		return err
 	}
 	if signal == uint32(unix.SIGKILL) {
-		// As runc kill does: on cgroup v1 a SIGKILL does nothing to a
-		// frozen process until it is thawed, so thaw a paused container.
-		switch t.init.getStatus() {
-		case statusPaused, statusPausing:
-			t.thaw(ctx)
-		}
+		t.thawKilled(ctx)
 	}
 	return nil
+}
+
+// thawKilled thaws a paused container whose init was just SIGKILLed, as runc
+// kill does: on cgroup v1 a SIGKILL does nothing to a frozen process until it
+// is thawed. Under the init's operation lock, so that a thaw follows a Pause
+// in flight instead of preceding its freeze; a container that is not paused
+// (the usual case) is not made to wait for an operation.
+func (t *Task) thawKilled(ctx context.Context) {
+	switch t.init.getStatus() {
+	case statusPaused, statusPausing:
+	default:
+		return
+	}
+	t.init.op.Lock()
+	defer t.init.op.Unlock()
+	if t.init.getStatus() == statusPaused {
+		t.thaw(ctx)
+	}
 }
 
 // thaw unfreezes the container's cgroup without changing the task's status:
@@ -142,71 +154,14 @@ func checkKillError(err error) error {
 	return fmt.Errorf("unknown error after kill: %w", err)
 }
 
-// Pause freezes the container.
+// Pause freezes the container (initRunning.pause).
 func (t *Task) Pause(ctx context.Context) error {
-	p := t.init
-	p.mu.Lock()
-	switch p.status {
-	case statusRunning:
-	case statusCreated:
-		p.mu.Unlock()
-		return errors.New("cannot pause task in created state")
-	case statusPaused, statusPausing:
-		p.mu.Unlock()
-		return errors.New("cannot pause a paused container")
-	default:
-		p.mu.Unlock()
-		return errors.New("cannot pause a stopped container")
-	}
-	p.status = statusPausing
-	p.mu.Unlock()
-
-	if err := t.runc.Pause(ctx, t.id); err != nil {
-		t.setStatusUnlessExited(statusRunning)
-		return runtimeError(t.runc, err, "OCI runtime pause failed")
-	}
-	t.setStatusUnlessExited(statusPaused)
-	t.persist()
-	t.pub.publish(t.namespace, TopicPaused, &eventstypes.TaskPaused{ContainerID: t.id})
-	return nil
+	return t.initOp(func(s initState) error { return s.pause(ctx) })
 }
 
-// Resume thaws the container.
+// Resume thaws the container (initPaused.resume).
 func (t *Task) Resume(ctx context.Context) error {
-	switch t.init.getStatus() {
-	case statusPaused:
-	case statusCreated:
-		return errors.New("cannot resume task in created state")
-	case statusRunning, statusPausing:
-		return errors.New("cannot resume a running process")
-	default:
-		return errors.New("cannot resume a stopped container")
-	}
-	// An init killed while frozen dies as soon as it is thawed: hold its
-	// exit until /tasks/resumed is out, so that clients see resumed, then
-	// the exit, as from runc.v2 (and never "running" after the exit).
-	p := t.init
-	p.gate()
-	if err := t.runc.Resume(ctx, t.id); err != nil {
-		t.release(p)
-		return runtimeError(t.runc, err, "OCI runtime resume failed")
-	}
-	t.setStatusUnlessExited(statusRunning)
-	t.persist()
-	t.pub.publish(t.namespace, TopicResumed, &eventstypes.TaskResumed{ContainerID: t.id})
-	t.release(p)
-	return nil
-}
-
-// setStatusUnlessExited changes the init's status unless an exit came in
-// meanwhile (which wins).
-func (t *Task) setStatusUnlessExited(s procStatus) {
-	p := t.init
-	p.mu.Lock()
-	if p.status != statusStopped && p.status != statusDeleted {
-		p.status = s
-	}
-	p.mu.Unlock()
+	return t.initOp(func(s initState) error { return s.resume(ctx) })
 }
 
 // Pids lists the container's processes, naming the exec each belongs to.
@@ -245,12 +200,13 @@ func (t *Task) CloseIO(context.Context) error {
 	return nil
 }
 
-// Update applies new resources with runc update.
+// Update applies new resources with runc update, in the states that allow
+// it (update).
 func (t *Task) Update(ctx context.Context, resources typeurl.Any, _ map[string]string) error {
-	switch t.init.getStatus() {
-	case statusStopped, statusDeleted:
-		return errors.New("cannot update a stopped container")
-	}
+	return t.initOp(func(s initState) error { return s.update(ctx, resources) })
+}
+
+func (t *Task) update(ctx context.Context, resources typeurl.Any) error {
 	var r specs.LinuxResources
 	if err := json.Unmarshal(resources.GetValue(), &r); err != nil {
 		return fmt.Errorf("failed to unmarshal resources: %w", errdefs.ErrInvalidArgument)
