@@ -111,14 +111,19 @@ func (t *Task) Kill(ctx context.Context, signal uint32, all bool) error {
 // in flight instead of preceding its freeze; a container that is not paused
 // (the usual case) is not made to wait for an operation.
 func (t *Task) thawKilled(ctx context.Context) {
-	switch t.init.getStatus() {
-	case statusPaused, statusPausing:
-	default:
+	frozen := func() bool {
+		switch t.init.getStatus() {
+		case statusPaused, statusPausing: // pausing, with p.op: restored so
+			return true
+		}
+		return false
+	}
+	if !frozen() {
 		return
 	}
 	t.init.op.Lock()
 	defer t.init.op.Unlock()
-	if t.init.getStatus() == statusPaused {
+	if frozen() {
 		t.thaw(ctx)
 	}
 }
