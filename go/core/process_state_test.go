@@ -34,6 +34,16 @@ func fakeRunc(t *testing.T, task *Task, dir string) {
 	task.runc.Command = script
 }
 
+// runcTask is a harness with one task, c1, in state status, whose runc is
+// fakeRunc's (in dir).
+func runcTask(t *testing.T, status procStatus) (*exitHarness, *Task, string) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	task := h.task(t, "c1", status)
+	fakeRunc(t, task, dir)
+	return h, task, dir
+}
+
 // refusal checks that err is the state machine's refusal in state want,
 // classed as errdefs says.
 func refusal(t *testing.T, what string, err error, want procStatus) {
@@ -170,11 +180,8 @@ func TestTransitionTable(t *testing.T) {
 // running, paused, running, stopped (by its exit, with the exit facts),
 // deleted (keeping them).
 func TestInitLifecycle(t *testing.T) {
-	dir := t.TempDir()
-	h := newHarness(t, dir)
+	h, task, dir := runcTask(t, statusCreated)
 	ctx := context.Background()
-	task := h.task(t, "c1", statusCreated)
-	fakeRunc(t, task, dir)
 	os.WriteFile(filepath.Join(dir, "go"), nil, 0600) // pause does not wait
 
 	step := func(what string, err error, want procStatus) {
@@ -218,11 +225,8 @@ func TestInitLifecycle(t *testing.T) {
 // A task deleted before it started is deleted, and the exit that comes
 // after (runc-init killed) is kept by the deleted state and wakes Wait.
 func TestDeleteCreatedThenExit(t *testing.T) {
-	dir := t.TempDir()
-	h := newHarness(t, dir)
+	h, task, _ := runcTask(t, statusCreated)
 	ctx := context.Background()
-	task := h.task(t, "c1", statusCreated)
-	fakeRunc(t, task, dir)
 	if _, err := task.delete(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -287,11 +291,8 @@ func TestExecLifecycle(t *testing.T) {
 // and wins: the init is stopped, and stays stopped when runc pause ends.
 // Kill does not wait for it either.
 func TestExitDuringPauseWins(t *testing.T) {
-	dir := t.TempDir()
-	h := newHarness(t, dir)
+	h, task, dir := runcTask(t, statusRunning)
 	ctx := context.Background()
-	task := h.task(t, "c1", statusRunning)
-	fakeRunc(t, task, dir)
 
 	paused := make(chan error, 1)
 	go func() { paused <- task.Pause(ctx) }()
