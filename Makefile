@@ -48,7 +48,10 @@ build: core containerd-bins test-image
 # handful of specs.
 CRI_TEST ?= test-cri
 
-test: build lint test-c test-go bench-smoke $(CRI_TEST)
+# The short chaos run (45 s of faults per daemon build, fixed seed) and the
+# soak smoke (70 s) cost ~6 min together; `make test-chaos` and `make soak`
+# are the long runs.
+test: build lint test-c test-go bench-smoke test-chaos-smoke soak-smoke $(CRI_TEST)
 	@echo "make test: all passed"
 
 # EMBEDSHIM_REQUIRE_ALL: a C test whose prerequisite is missing fails here
