@@ -165,6 +165,9 @@ func (m *Manager) loadTask(ctx context.Context, ns, id string) (*Task, []pending
 	t.killAllOnExit = st.KillAllOnExit
 	t.checkpoint = st.Checkpoint
 
+	if st.Init.Status == statusPausing && !st.Init.Exited {
+		st.Init.Status = t.settlePausing(ctx)
+	}
 	var pending []pendingExit
 	if e := m.reloadProcess(ctx, t.init, st.Init); e != nil {
 		pending = append(pending, pendingExit{t.init, *e})
@@ -188,6 +191,21 @@ func (m *Manager) loadTask(ctx context.Context, ns, id string) (*Task, []pending
 		t.persist()
 	}
 	return t, pending, nil
+}
+
+// settlePausing decides the state of an init persisted as pausing:
+// containerd died during runc pause, so runc's view decides (paused, or
+// running when the freeze did not happen). Left pausing, the task would
+// refuse pause, resume and delete until its init exited.
+func (t *Task) settlePausing(ctx context.Context) procStatus {
+	s, err := t.runc.State(ctx, t.id)
+	if err == nil && s.Status == string(statusPaused) {
+		return statusPaused
+	}
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("id", t.id).Warn("embed: runc state of a task restored as pausing; taking it as running")
+	}
+	return statusRunning
 }
 
 // reloadProcess restores one process. It returns the exit to handle if the
