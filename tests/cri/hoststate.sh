@@ -30,8 +30,10 @@ hs_snapshot() {
 }
 
 # hs_cgroups: the cgroups that CRI pods get from critest's cgroup parent.
+# (find fails when a cgroup of someone else's goes away under it: the
+# listing still stands, and run.sh's pipefail must not end the run.)
 hs_cgroups() {
-	find /sys/fs/cgroup -maxdepth 6 -type d \( -name test.slice -o -name '*cri-containerd:*' \) 2>/dev/null | sort
+	{ find /sys/fs/cgroup -maxdepth 6 -type d \( -name test.slice -o -name '*cri-containerd:*' \) 2>/dev/null || true; } | sort
 }
 
 # hs_ipt_new SAVE_CMD BEFORE: the CNI lines of SAVE_CMD's output not in BEFORE,

@@ -53,7 +53,7 @@ hs_snapshot "$scratch/host-before"
 cleanup() {
 	local rc=$? p
 	set +e
-	trap - EXIT INT TERM
+	trap - EXIT INT TERM ERR
 	[ -n "$critest_pid" ] && kill "$critest_pid" 2>/dev/null && wait "$critest_pid" 2>/dev/null
 	if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
 		# pods an interrupted critest left: kill their tasks so that the
@@ -83,6 +83,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# set -e ends the run at the first failing command: say which
+set -E
+trap 'echo "tests/cri/run.sh: line $LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
 
 # a free port on 127.0.0.1 for the registry
 free_port() {

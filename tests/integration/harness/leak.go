@@ -19,6 +19,9 @@ type Snapshot struct {
 	// (sockets, pipes and anon inodes as "socket:[ino]", "pipe:[ino]",
 	// "anon_inode:[pidfd]", ...). Empty if the daemon is not running.
 	FDs map[string]string
+	// DaemonPid is the pid the FDs are of (0 if the daemon is not
+	// running): fds of two daemon processes compare only by count.
+	DaemonPid int
 	// Mounts are mount points under d.Dir (the embed plugin's private
 	// bpffs at PinDir included: it is expected to stay and so appears in
 	// both snapshots).
@@ -49,6 +52,7 @@ type Snapshot struct {
 func (d *Daemon) Snapshot() Snapshot {
 	s := Snapshot{FDs: map[string]string{}, Probes: map[string][]string{}, ProbeErrors: map[string]string{}}
 	if pid := d.Pid(); pid != 0 {
+		s.DaemonPid = pid
 		dir := fmt.Sprintf("/proc/%d/fd", pid)
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
@@ -97,23 +101,14 @@ func (d *Daemon) Snapshot() Snapshot {
 }
 
 // Leaks returns what is in after but not in before, one line per item
-// (empty: no leak). FDs compare by count and list the new targets.
+// (empty: no leak). The daemon's fds compare by identity: for each kind of
+// target (a path, "socket", "pipe", "anon_inode:[pidfd]", ...) there may be
+// no more after than before, so a leaked pidfd shows even when a socket was
+// closed meanwhile; across a restart (another daemon pid) only the count
+// may not grow.
 func Leaks(before, after Snapshot) []string {
 	var out []string
-	if len(before.FDs) > 0 && len(after.FDs) > len(before.FDs) {
-		old := map[string]int{}
-		for _, t := range before.FDs {
-			old[kind(t)]++
-		}
-		var added []string
-		for fd, t := range after.FDs {
-			if old[kind(t)] > 0 {
-				old[kind(t)]--
-				continue
-			}
-			added = append(added, fd+" -> "+t)
-		}
-		sort.Strings(added)
+	if added := newFDs(before, after); len(added) > 0 {
 		out = append(out, fmt.Sprintf("daemon fds: %d before, %d after; new: %s",
 			len(before.FDs), len(after.FDs), strings.Join(added, ", ")))
 	}
@@ -152,6 +147,36 @@ func Leaks(before, after Snapshot) []string {
 	return out
 }
 
+// newFDs lists the fds of after ("fd -> target") that before has no fd of
+// the same kind for; across a restart, only if after has more fds.
+func newFDs(before, after Snapshot) []string {
+	if len(before.FDs) == 0 {
+		return nil
+	}
+	if before.DaemonPid != after.DaemonPid && len(after.FDs) <= len(before.FDs) {
+		return nil
+	}
+	old := map[string]int{}
+	for _, t := range before.FDs {
+		old[kind(t)]++
+	}
+	fds := make([]string, 0, len(after.FDs))
+	for fd := range after.FDs {
+		fds = append(fds, fd)
+	}
+	sort.Strings(fds)
+	var added []string
+	for _, fd := range fds {
+		t := after.FDs[fd]
+		if old[kind(t)] > 0 {
+			old[kind(t)]--
+			continue
+		}
+		added = append(added, fd+" -> "+t)
+	}
+	return added
+}
+
 // kind groups fd targets so that a socket closed and another opened do not
 // count as a leak: "socket", "pipe", "anon_inode:[pidfd]", or the path.
 func kind(target string) string {
@@ -173,9 +198,10 @@ func kind(target string) string {
 // container cgroups, and Options.LeakProbes items.
 //
 // Zombie children of the daemon, its front or its reapers count as leaks
-// (other zombies are the host's init's to reap). If the daemon was restarted in between, fds are compared only by
-// count against the snapshot (connections may differ); call LeakCheck again
-// after a restart for a precise fd baseline.
+// (other zombies are the host's init's to reap). Fds compare by identity
+// (see Leaks); if the daemon was restarted in between, only by count
+// against the snapshot (connections may differ): call LeakCheck again after
+// a restart for a precise fd baseline.
 func (d *Daemon) LeakCheck(t testing.TB) func() {
 	t.Helper()
 	before := d.Snapshot()
