@@ -10,8 +10,8 @@ import (
 )
 
 // The daemon's fds compare by identity: a pidfd left open is a leak even
-// when a socket closed meanwhile keeps the count; across a restart only a
-// growing count is.
+// when a socket closed meanwhile keeps the count; the same across a restart
+// of the daemon.
 func TestLeaksFDsByIdentity(t *testing.T) {
 	before := harness.Snapshot{DaemonPid: 10, FDs: map[string]string{
 		"3": "socket:[100]", "4": "socket:[101]", "5": "/var/lib/x/meta.db",
@@ -27,7 +27,8 @@ func TestLeaksFDsByIdentity(t *testing.T) {
 	}{
 		{"pidfd for a socket", 10, swapped, "7 -> anon_inode:[pidfd]"},
 		{"sockets replaced", 10, churned, ""},
-		{"restart, same count", 11, swapped, ""},
+		{"restart, sockets replaced", 11, churned, ""},
+		{"restart, pidfd for a socket", 11, swapped, "7 -> anon_inode:[pidfd]"},
 		{"restart, more fds", 11, grown, "6 -> pipe:[7]"},
 	} {
 		leaks := strings.Join(harness.Leaks(before, harness.Snapshot{DaemonPid: c.pid, FDs: c.fds}), "\n")

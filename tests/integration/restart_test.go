@@ -360,10 +360,13 @@ func TestRestartSIGKILL(t *testing.T) {
 			"sh", "-c", "while true; do echo tick; sleep 0.2; done")
 		s.eTask = et
 	}
-	// D last, so that it exits while the daemon is down.
+	// D exits while the daemon is down: it waits for a file the test
+	// writes into its root once the daemon is killed (a fixed sleep
+	// raced with slow starts under load: D exited before the kill).
 	for _, rt := range runtimes {
 		s := sets[rt]
-		c := e.container(t, rt, "restart-D", oci.WithProcessArgs("sh", "-c", "sleep 2; exit 7"))
+		c := e.container(t, rt, "restart-D", oci.WithProcessArgs("sh", "-c",
+			"while [ ! -e /tmp/go-d ]; do sleep 0.05; done; exit 7"))
 		task := e.rsStartTask(t, c, nil)
 		s.ids["D"], s.pids["D"] = c.ID(), task.Pid()
 	}
@@ -379,6 +382,9 @@ func TestRestartSIGKILL(t *testing.T) {
 	for _, s := range sets {
 		rsKillPid(t, s.pids["B"])
 		rsKillPid(t, s.execPid)
+		if err := writeInto(s.pids["D"], "/tmp/go-d"); err != nil {
+			t.Fatalf("let D exit: %v", err)
+		}
 		rsWaitExited(t, s.pids["D"], 15*time.Second)
 	}
 	// E keeps writing while the daemon is down (runc.v2: the shim; embed:

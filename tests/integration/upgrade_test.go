@@ -44,7 +44,10 @@ func TestUpgradeContainerd17To23(t *testing.T) {
 	defer cancel()
 	e := &env{t: t, d: d, ctx: ctx, img: d.ImportTestImage(ctx)}
 	rt := harness.EmbedPluginID
-	e.runToExit(t, rt, []string{"true"}) // warm-up, as newEnv does
+	// Warm-up as newEnv does, with a running init: embed's OOM epoll
+	// exists from then on (an init that exits at once may leave none,
+	// and the restored tasks under 2.3 would then show it as a new fd).
+	e.warmUp(t, rt)
 	check := d.LeakCheck(t)
 	t.Cleanup(check)
 	rsKeepLog(t, e)

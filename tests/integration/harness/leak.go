@@ -20,7 +20,7 @@ type Snapshot struct {
 	// "anon_inode:[pidfd]", ...). Empty if the daemon is not running.
 	FDs map[string]string
 	// DaemonPid is the pid the FDs are of (0 if the daemon is not
-	// running): fds of two daemon processes compare only by count.
+	// running).
 	DaemonPid int
 	// Mounts are mount points under d.Dir (the embed plugin's private
 	// bpffs at PinDir included: it is expected to stay and so appears in
@@ -104,8 +104,7 @@ func (d *Daemon) Snapshot() Snapshot {
 // (empty: no leak). The daemon's fds compare by identity: for each kind of
 // target (a path, "socket", "pipe", "anon_inode:[pidfd]", ...) there may be
 // no more after than before, so a leaked pidfd shows even when a socket was
-// closed meanwhile; across a restart (another daemon pid) only the count
-// may not grow.
+// closed meanwhile; the same across a restart (see newFDs).
 func Leaks(before, after Snapshot) []string {
 	var out []string
 	if added := newFDs(before, after); len(added) > 0 {
@@ -148,12 +147,12 @@ func Leaks(before, after Snapshot) []string {
 }
 
 // newFDs lists the fds of after ("fd -> target") that before has no fd of
-// the same kind for; across a restart, only if after has more fds.
+// the same kind for. Across a restart (another daemon pid) the same holds:
+// the new daemon, once its tasks are gone, may hold no kind of fd, and no
+// more of a kind, than the old one did at the baseline (a fresh baseline
+// per restart, with no count slack).
 func newFDs(before, after Snapshot) []string {
 	if len(before.FDs) == 0 {
-		return nil
-	}
-	if before.DaemonPid != after.DaemonPid && len(after.FDs) <= len(before.FDs) {
 		return nil
 	}
 	old := map[string]int{}
@@ -178,13 +177,14 @@ func newFDs(before, after Snapshot) []string {
 }
 
 // kind groups fd targets so that a socket closed and another opened do not
-// count as a leak: "socket", "pipe", "anon_inode:[pidfd]", or the path.
+// count as a leak: "socket", "pipe", "anon_inode:[pidfd]" (anon inodes by
+// type), or the path.
 func kind(target string) string {
-	if i := strings.Index(target, ":["); i > 0 && !strings.HasPrefix(target, "anon_inode:") {
-		return target[:i]
-	}
 	if strings.HasPrefix(target, "anon_inode:") {
 		return target
+	}
+	if i := strings.Index(target, ":["); i > 0 {
+		return target[:i]
 	}
 	return target
 }
@@ -199,9 +199,7 @@ func kind(target string) string {
 //
 // Zombie children of the daemon, its front or its reapers count as leaks
 // (other zombies are the host's init's to reap). Fds compare by identity
-// (see Leaks); if the daemon was restarted in between, only by count
-// against the snapshot (connections may differ): call LeakCheck again after
-// a restart for a precise fd baseline.
+// (see Leaks), also across restarts of the daemon.
 func (d *Daemon) LeakCheck(t testing.TB) func() {
 	t.Helper()
 	before := d.Snapshot()
