@@ -102,6 +102,9 @@ func (r *exitRouter) has(k exitmon.Key) bool {
 func (m *Manager) startExitLoop() {
 	go func() {
 		for e := range m.monitor.Exits() {
+			if m.stopping.Load() {
+				continue // its record stays pinned for the next start
+			}
 			p := m.router.route(e)
 			if p == nil {
 				// Not claimed yet (an exec being started), forgotten
@@ -198,6 +201,11 @@ func (t *Task) execDone() {
 // recorded at the exit itself, so it is right even for exits that happened
 // while containerd was down.
 func (t *Task) publishExit(p *process, e exitmon.Exit) {
+	if t.m.stopping.Load() {
+		// Taken before containerd was told to stop, held until now (an
+		// exec's or a start's gate): left to the next start as well.
+		return
+	}
 	status := exitStatusOf(e)
 	prev, publish := p.setExited(exitFacts{status: status, at: e.ExitedAt})
 	if p.isInit && prev == statusPaused {

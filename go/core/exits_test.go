@@ -358,3 +358,38 @@ func TestRestoreOrdersExits(t *testing.T) {
 func containsFold(s, sub string) bool {
 	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
 }
+
+// Once containerd is told to stop, exits are no longer taken: no event goes
+// out to clients that are being disconnected, nothing is recorded as
+// published, and the exit stays for the next start's restore (its record
+// stays pinned). That holds for an exit held by a gate before the signal.
+func TestStoppingLeavesExits(t *testing.T) {
+	h := newHarness(t, t.TempDir())
+	task := h.task(t, "c1", statusRunning)
+	e := h.exec(task, "e1", 201)
+	task.persist()
+	e.gate()
+	note := e.heldNote
+	h.kill(e)
+	<-note // held before the signal
+
+	h.m.stopping.Store(true)
+	h.kill(task.init)
+	task.release(e)
+	time.Sleep(50 * time.Millisecond) // an event would be late, not absent
+	if ev := h.rec.get(); len(ev) != 0 {
+		t.Fatalf("published while stopping: %v", ev)
+	}
+	for _, p := range []*process{task.init, e} {
+		if s := p.getStatus(); s != statusRunning {
+			t.Errorf("%s: %s while stopping, want running (left to the next start)", p.id, s)
+		}
+	}
+	st, err := readState(task.bundle.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Init.Exited {
+		t.Errorf("the init's exit was persisted while stopping")
+	}
+}

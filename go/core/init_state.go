@@ -57,7 +57,12 @@ func (s *initCreated) start(ctx context.Context) error {
 	var err error
 	if t.checkpoint != "" {
 		err = t.restoreCheckpoint(ctx)
-	} else if err = t.runc.Start(ctx, t.id); err != nil {
+	} else if err = t.runc.Start(context.WithoutCancel(ctx), t.id); err != nil {
+		// (not cut short when the client goes away or containerd stops:
+		// a runc start killed midway leaves runc-init to fail on its exec
+		// fifo, status 1, where runc.v2's shim would have started the
+		// container; one that ends after containerd died is settled by
+		// restore, see settleCreated)
 		err = runtimeError(t.runc, err, "OCI runtime start failed")
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -33,6 +34,10 @@ type Manager struct {
 
 	oomOnce sync.Once
 	oomw    *oomWatcher
+
+	// stopping: containerd is shutting down; exits are no longer taken
+	// (see stopOnShutdown).
+	stopping atomic.Bool
 }
 
 type managerOpts struct {

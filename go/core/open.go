@@ -145,6 +145,7 @@ func Open(ctx context.Context, o Options) (*Manager, error) {
 		return nil, err
 	}
 	held.restored(o.Address)
+	m.stopOnShutdown()
 	m.startExitLoop()
 	return m, nil
 }

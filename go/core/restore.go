@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	eventstypes "github.com/containerd/containerd/api/events"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
@@ -168,9 +169,20 @@ func (m *Manager) loadTask(ctx context.Context, ns, id string) (*Task, []pending
 	if st.Init.Status == statusPausing && !st.Init.Exited {
 		st.Init.Status = t.settlePausing(ctx)
 	}
+	started := false
+	if st.Init.Status == statusCreated && !st.Init.Exited && t.checkpoint == "" {
+		st.Init.Status = t.settleCreated(ctx)
+		started = st.Init.Status != statusCreated
+	}
 	var pending []pendingExit
 	if e := m.reloadProcess(ctx, t.init, st.Init); e != nil {
 		pending = append(pending, pendingExit{t.init, *e})
+	}
+	if started {
+		// The start event the dead daemon did not send, before any exit
+		// of the init (restore's events go out in order, once clients
+		// can see them).
+		t.pub.publish(ns, TopicStart, &eventstypes.TaskStart{ContainerID: id, Pid: uint32(t.init.getPid())})
 	}
 	for _, es := range st.Execs {
 		p := newProcess(t, es.ID, false, es.Stdio)
@@ -187,7 +199,7 @@ func (m *Manager) loadTask(ctx context.Context, ns, id string) (*Task, []pending
 	if t.init.exitClaimed {
 		t.initExit = &exitmon.Exit{Pid: t.init.pid, Ident: t.init.ident}
 	}
-	if migrated {
+	if migrated || started {
 		t.persist()
 	}
 	return t, pending, nil
@@ -206,6 +218,29 @@ func (t *Task) settlePausing(ctx context.Context) procStatus {
 		log.G(ctx).WithError(err).WithField("id", t.id).Warn("embed: runc state of a task restored as pausing; taking it as running")
 	}
 	return statusRunning
+}
+
+// settleCreated decides the state of an init persisted as created:
+// containerd may have died during runc start, which is not cut short with
+// it (see initCreated.start), so runc's view decides: running (or paused)
+// when the start went through, created otherwise. An init that already
+// exited is then found stopped by its exit record.
+func (t *Task) settleCreated(ctx context.Context) procStatus {
+	s, err := t.runc.State(ctx, t.id)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("id", t.id).Debug("embed: runc state of a task restored as created")
+		return statusCreated
+	}
+	switch procStatus(s.Status) {
+	case statusRunning, statusPaused:
+		log.G(ctx).WithField("id", t.id).Info("embed: task restored as created was started by a runc start that outlived containerd")
+		return procStatus(s.Status)
+	case statusStopped:
+		// Started and exited while containerd was down.
+		log.G(ctx).WithField("id", t.id).Info("embed: task restored as created was started and has exited")
+		return statusRunning
+	}
+	return statusCreated
 }
 
 // reloadProcess restores one process. It returns the exit to handle if the
