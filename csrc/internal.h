@@ -16,6 +16,13 @@
 
 struct ring_buffer;
 
+/* An explicit capacity that was not applied (see resize.c): asked is 0 if
+ * none was refused. */
+struct es_resize_refusal {
+	uint32_t asked;
+	uint32_t tracked; /* processes with entries, more than asked */
+};
+
 struct es_monitor {
 	int reg_fd;	/* registrations map */
 	int exits_fd;	/* exit-records map */
@@ -32,6 +39,7 @@ struct es_monitor {
 	int epfd;
 	int wakefd; /* eventfd in the epoll set; readable once woken */
 	uint32_t capacity;
+	struct es_resize_refusal refused;
 
 	/* Processes being polled: each pidfd sits in the epoll set with its
 	 * slot's index and generation as data, so an event for a slot that
@@ -44,6 +52,44 @@ struct es_monitor {
 
 #define ES_WAKE_TOKEN UINT64_MAX
 #define ES_RING_TOKEN (UINT64_MAX - 1)
+
+/* The registrations and exit-records maps of one set of pins. */
+struct es_maps {
+	int reg_fd;
+	int exits_fd;
+	uint32_t capacity; /* the smaller max_entries of the two */
+};
+
+/* Open the maps pinned in vdir if they have this binary's layout: -ENOENT
+ * if one is missing, -EPROTO if it has another layout. */
+int es_maps_open(const char *vdir, struct es_maps *maps);
+void es_maps_close(struct es_maps *maps);
+
+/* Move the entries of the pins in vdir into to, in the order that loses no
+ * exit (see migrate.c), and remove vdir's pins; 1 if moved, 0 if vdir holds
+ * no maps of this layout (left alone). -ENOSPC if they do not fit. */
+int es_move_version(const struct es_maps *to, const char *vdir, char *err,
+		    size_t errlen);
+
+/* Load the BPF object with maps of the given capacity, attach it and pin it
+ * all in vdir (created if needed); the link last, so its pin means complete. */
+int es_load_and_pin(const char *vdir, uint32_t capacity, char *err,
+		    size_t errlen);
+
+/* Unpin everything in vdir, link first, and remove it. */
+int es_destroy_version(const char *vdir);
+
+/* Where a resize sets the current version's pins aside: pin_dir/v<N>-resize
+ * (bpffs refuses names with dots). */
+#define ES_RESIZE_SUFFIX "-resize"
+void es_resize_dir(const char *pin_dir, char *out, size_t outlen);
+
+/* Before the monitor opens pin_dir/v<N>: finish a resize a crash
+ * interrupted, then, if asked is not 0 and differs from the pinned
+ * capacity, move the pins to maps of capacity asked (see resize.c). A
+ * shrink below the processes tracked is not made: *refused says so. */
+int es_resize_pins(const char *pin_dir, uint32_t asked,
+		   struct es_resize_refusal *refused, char *err, size_t errlen);
 
 /* Take over the entries of older layout versions' pins under pin_dir
  * (see migrate.c); returns how many versions were migrated. */

@@ -8,14 +8,14 @@
  * misread.
  *
  * The same moves take over a whole pin dir of this layout at another place
- * (es_take_over): the previous default location of the pins.
+ * (es_take_over): the previous default location of the pins; and they fill
+ * the maps of a new capacity from this layout's own old pins (resize.c).
  *
  * Order matters: registrations first, so that from then on the new program
  * records those processes' exits too; then the records; then the old link is
  * unpinned (the old program stops); then the records once more, for exits the
  * old program wrote in between.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -48,7 +48,8 @@ static int copy_entries(int from_fd, int to_fd, size_t value_size)
 	return 0;
 }
 
-static int open_compatible(const char *path, uint32_t value_size)
+static int open_compatible(const char *path, uint32_t value_size,
+			   uint32_t *max_entries)
 {
 	struct bpf_map_info info = {};
 	uint32_t len = sizeof(info);
@@ -62,39 +63,59 @@ static int open_compatible(const char *path, uint32_t value_size)
 		close(fd);
 		return -EPROTO;
 	}
+	*max_entries = info.max_entries;
 	return fd;
 }
 
-/* Move one old version's entries; 1 if migrated, 0 if left alone. */
-static int migrate_version(struct es_monitor *m, const char *vdir, char *err,
-			   size_t errlen)
+int es_maps_open(const char *vdir, struct es_maps *maps)
 {
-	char reg[PATH_MAX + 32], ex[PATH_MAX + 32], path[PATH_MAX + 256];
-	int reg_fd, ex_fd, rc;
-	struct dirent *e;
-	DIR *d;
+	char reg[PATH_MAX + 32], ex[PATH_MAX + 32];
+	uint32_t max_reg = 0, max_ex = 0;
 
 	snprintf(reg, sizeof(reg), "%s/registrations", vdir);
 	snprintf(ex, sizeof(ex), "%s/exits", vdir);
-	reg_fd = open_compatible(reg, sizeof(struct es_reg));
-	ex_fd = open_compatible(ex, sizeof(struct es_exit));
-	rc = 0;
-	if (reg_fd < 0 || ex_fd < 0)
-		goto out; /* another layout: not ours to read */
+	maps->reg_fd = open_compatible(reg, sizeof(struct es_reg), &max_reg);
+	maps->exits_fd = open_compatible(ex, sizeof(struct es_exit), &max_ex);
+	maps->capacity = max_reg < max_ex ? max_reg : max_ex;
+	if (maps->reg_fd >= 0 && maps->exits_fd >= 0)
+		return 0;
+	es_maps_close(maps);
+	return maps->reg_fd < 0 ? maps->reg_fd : maps->exits_fd;
+}
 
-	rc = copy_entries(reg_fd, m->reg_fd, sizeof(struct es_reg));
+void es_maps_close(struct es_maps *maps)
+{
+	if (maps->reg_fd >= 0)
+		close(maps->reg_fd);
+	if (maps->exits_fd >= 0)
+		close(maps->exits_fd);
+	maps->reg_fd = maps->exits_fd = -1;
+}
+
+int es_move_version(const struct es_maps *to, const char *vdir, char *err,
+		    size_t errlen)
+{
+	char path[PATH_MAX + 256];
+	struct es_maps from;
+	int rc;
+
+	if (es_maps_open(vdir, &from) < 0)
+		return 0; /* another layout: not ours to read */
+
+	rc = copy_entries(from.reg_fd, to->reg_fd, sizeof(struct es_reg));
 	if (!rc)
-		rc = copy_entries(ex_fd, m->exits_fd, sizeof(struct es_exit));
+		rc = copy_entries(from.exits_fd, to->exits_fd,
+				  sizeof(struct es_exit));
 	if (rc) {
 		es_err(err, errlen, rc,
 		       "cannot take over the records of %s: %s (tracking "
 		       "capacity %u)",
-		       vdir, strerror(-rc), m->capacity);
+		       vdir, strerror(-rc), to->capacity);
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/link", vdir);
 	unlink(path);
-	rc = copy_entries(ex_fd, m->exits_fd, sizeof(struct es_exit));
+	rc = copy_entries(from.exits_fd, to->exits_fd, sizeof(struct es_exit));
 	if (rc) {
 		es_err(err, errlen, rc,
 		       "cannot take over the records of %s: %s", vdir,
@@ -102,28 +123,25 @@ static int migrate_version(struct es_monitor *m, const char *vdir, char *err,
 		goto out;
 	}
 	/* Everything is in the new maps: drop the old pins. */
-	d = opendir(vdir);
-	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", vdir, e->d_name);
-		unlink(path);
-	}
-	if (d)
-		closedir(d);
-	rmdir(vdir);
+	es_destroy_version(vdir);
 	rc = 1;
 out:
-	if (reg_fd >= 0)
-		close(reg_fd);
-	if (ex_fd >= 0)
-		close(ex_fd);
+	es_maps_close(&from);
 	return rc;
+}
+
+/* The maps of an open monitor, as es_move_version moves into. */
+static struct es_maps monitor_maps(const struct es_monitor *m)
+{
+	return (struct es_maps){.reg_fd = m->reg_fd,
+				.exits_fd = m->exits_fd,
+				.capacity = m->capacity};
 }
 
 int es_migrate_older(struct es_monitor *m, const char *pin_dir, char *err,
 		     size_t errlen)
 {
+	struct es_maps to = monitor_maps(m);
 	char vdir[PATH_MAX];
 	int v, rc, moved = 0;
 
@@ -131,7 +149,7 @@ int es_migrate_older(struct es_monitor *m, const char *pin_dir, char *err,
 		snprintf(vdir, sizeof(vdir), "%s/v%d", pin_dir, v);
 		if (access(vdir, F_OK) != 0)
 			continue;
-		rc = migrate_version(m, vdir, err, errlen);
+		rc = es_move_version(&to, vdir, err, errlen);
 		if (rc < 0)
 			return rc;
 		moved += rc;
@@ -147,9 +165,27 @@ static bool same_dir(const char *a, const char *b)
 	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+/* Take over the pins in vdir, if there are any: counts what was moved and
+ * what was left (another layout). */
+static int take_over_dir(const struct es_maps *to, const char *vdir, int *moved,
+			 int *left, char *err, size_t errlen)
+{
+	int rc;
+
+	if (access(vdir, F_OK) != 0)
+		return 0;
+	rc = es_move_version(to, vdir, err, errlen);
+	if (rc < 0)
+		return rc;
+	*moved += rc;
+	*left += !rc;
+	return 0;
+}
+
 int es_take_over(struct es_monitor *m, const char *pin_dir, const char *old_dir,
 		 char *err, size_t errlen)
 {
+	struct es_maps to = monitor_maps(m);
 	char vdir[PATH_MAX];
 	int v, rc, moved = 0, left = 0;
 
@@ -158,14 +194,16 @@ int es_take_over(struct es_monitor *m, const char *pin_dir, const char *old_dir,
 		return 0;
 	for (v = 1; v <= ES_LAYOUT_VERSION; v++) {
 		snprintf(vdir, sizeof(vdir), "%s/v%d", old_dir, v);
-		if (access(vdir, F_OK) != 0)
-			continue;
-		rc = migrate_version(m, vdir, err, errlen);
+		rc = take_over_dir(&to, vdir, &moved, &left, err, errlen);
 		if (rc < 0)
 			return rc;
-		moved += rc;
-		left += !rc;
 	}
+	/* The old pins of a resize a crash interrupted there (resize.c):
+	 * they too would go with the bpffs. */
+	es_resize_dir(old_dir, vdir, sizeof(vdir));
+	rc = take_over_dir(&to, vdir, &moved, &left, err, errlen);
+	if (rc < 0)
+		return rc;
 	/* Pins of a layout we cannot read (a newer binary's) stay, and so
 	 * does their bpffs. */
 	if (left)

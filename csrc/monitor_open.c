@@ -100,10 +100,11 @@ struct pin_paths {
 	char link[PATH_MAX];
 };
 
-static void pin_paths(const char *pin_dir, struct pin_paths *p)
+/* The pins of one set: vdir is pin_dir/v<layout>, or where a resize set
+ * them aside. */
+static void pin_paths(const char *vdir, struct pin_paths *p)
 {
-	snprintf(p->vdir, sizeof(p->vdir), "%s/v%d", pin_dir,
-		 ES_LAYOUT_VERSION);
+	snprintf(p->vdir, sizeof(p->vdir), "%s", vdir);
 	snprintf(p->reg, PATH_MAX, "%s/registrations", p->vdir);
 	snprintf(p->exits, PATH_MAX, "%s/exits", p->vdir);
 	snprintf(p->recent, PATH_MAX, "%s/recent", p->vdir);
@@ -120,13 +121,20 @@ static void unlink_maps(const struct pin_paths *p)
 }
 
 /* Fresh load: the link is pinned last, so its pin means "complete". */
-static int load_and_pin(const struct pin_paths *p, uint32_t capacity, char *err,
-			size_t errlen)
+int es_load_and_pin(const char *vdir, uint32_t capacity, char *err,
+		    size_t errlen)
 {
 	struct exitsnoop_bpf *skel;
 	struct bpf_link *link = NULL;
+	struct pin_paths paths, *p = &paths;
 	int rc;
 
+	pin_paths(vdir, p);
+	if (mkdir(p->vdir, 0700) < 0 && errno != EEXIST) {
+		rc = -errno;
+		return es_err(err, errlen, rc, "cannot create %s: %s", p->vdir,
+			      strerror(-rc));
+	}
 	/* Leftovers of an interrupted load hold no records worth keeping:
 	 * no program was attached to write them. */
 	unlink_maps(p);
@@ -253,10 +261,11 @@ static int open_wakeups(struct es_monitor *m, const char *path, char *err,
 int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 		    struct es_monitor **out, char *err, size_t errlen)
 {
-	struct pin_paths p;
-	uint32_t capacity = opts && opts->capacity ? opts->capacity :
-						     ES_DEFAULT_CAPACITY;
+	uint32_t asked = opts ? opts->capacity : 0;
+	struct es_resize_refusal refused = {0};
 	struct epoll_event ev = {.events = EPOLLIN};
+	char vdir[PATH_MAX - 32];
+	struct pin_paths p;
 	struct es_monitor *m;
 	uint32_t max_reg, max_ex;
 	int rc;
@@ -268,14 +277,14 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 	rc = es_ensure_bpffs(pin_dir, err, errlen);
 	if (rc)
 		return rc;
-	pin_paths(pin_dir, &p);
-	if (mkdir(p.vdir, 0700) < 0 && errno != EEXIST) {
-		rc = -errno;
-		return es_err(err, errlen, rc, "cannot create %s: %s", p.vdir,
-			      strerror(-rc));
-	}
+	snprintf(vdir, sizeof(vdir), "%s/v%d", pin_dir, ES_LAYOUT_VERSION);
+	pin_paths(vdir, &p);
+	rc = es_resize_pins(pin_dir, asked, &refused, err, errlen);
+	if (rc)
+		return rc;
 	if (access(p.link, F_OK) != 0) {
-		rc = load_and_pin(&p, capacity, err, errlen);
+		rc = es_load_and_pin(vdir, asked ? asked : ES_DEFAULT_CAPACITY,
+				     err, errlen);
 		if (rc)
 			return rc;
 	}
@@ -307,6 +316,7 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 	if (rc < 0)
 		goto cleanup;
 	m->capacity = max_reg < max_ex ? max_reg : max_ex;
+	m->refused = refused;
 	m->link_fd = bpf_obj_get(p.link);
 	if (m->link_fd < 0) {
 		rc = -errno;
@@ -381,27 +391,36 @@ uint32_t es_monitor_capacity(const struct es_monitor *m)
 	return m->capacity;
 }
 
-/* A layout version's pin directory: "v" and digits. */
+uint32_t es_monitor_refused_capacity(const struct es_monitor *m,
+				     uint32_t *tracked)
+{
+	if (tracked)
+		*tracked = m->refused.tracked;
+	return m->refused.asked;
+}
+
+/* A layout version's pin directory: "v" and digits, or the same with the
+ * suffix of pins a resize set aside (resize.c). */
 static bool is_version_dir(const char *name)
 {
+	const char *p = name + 1;
+
 	if (name[0] != 'v' || !name[1])
 		return false;
-	for (name++; *name; name++)
-		if (*name < '0' || *name > '9')
-			return false;
-	return true;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	return p > name + 1 && (!*p || strcmp(p, ES_RESIZE_SUFFIX) == 0);
 }
 
 /* Link first: once its pin is gone the program is detached (when no fd
  * holds it), so no record is written into half-removed maps. */
-static int destroy_version(const char *pin_dir, const char *name)
+int es_destroy_version(const char *vdir)
 {
-	char vdir[PATH_MAX], path[PATH_MAX + 256];
+	char path[PATH_MAX + 256];
 	struct dirent *e;
 	int rc = 0;
 	DIR *d;
 
-	snprintf(vdir, sizeof(vdir), "%s/%s", pin_dir, name);
 	snprintf(path, sizeof(path), "%s/link", vdir);
 	if (unlink(path) < 0 && errno != ENOENT)
 		rc = -errno;
@@ -439,7 +458,11 @@ int es_pins_destroy(const char *pin_dir, char *err, size_t errlen)
 			strcpy(vdirs[n++], e->d_name);
 	closedir(d);
 	for (i = 0; i < n; i++) {
-		int r = destroy_version(pin_dir, vdirs[i]);
+		char vdir[PATH_MAX];
+		int r;
+
+		snprintf(vdir, sizeof(vdir), "%s/%s", pin_dir, vdirs[i]);
+		r = es_destroy_version(vdir);
 
 		if (r && !rc)
 			rc = r;

@@ -2,9 +2,10 @@
 #
 # Included from the top-level Makefile (after mk/containerd.mk). W workers
 # run random operations on embed and runc.v2 containers in one daemon while
-# faults are injected (daemon SIGKILL/SIGTERM + restart, container process
-# and runc killed from outside, a runc call failing); at the end every exit
-# is checked against the status it must have and the daemon against leaks.
+# faults are injected (daemon SIGKILL/SIGTERM + restart, also with a shrunk
+# capacity, container process and runc killed from outside, a runc call
+# failing); at the end every exit is checked against the status it must have
+# and the daemon against leaks.
 #
 # Targets:
 #   test-chaos        DURATION (default 2m) per daemon build, random seed
@@ -17,8 +18,9 @@
 #
 # Other knobs (environment): WORKERS (8), CHAOS_FAULTS (comma list:
 # daemon-sigkill, daemon-sigterm, kill-proc, kill-runc, runc-fail,
-# rm-bundle-file), CHAOS_FAULT_MIN/_MAX, CHAOS_CAPACITY (embed's tracking
-# capacity, e.g. 12, so that creates hit it).
+# rm-bundle-file, capacity-shrink: a restart with embed's capacity just above
+# what it tracks, restored at the next one), CHAOS_FAULT_MIN/_MAX,
+# CHAOS_CAPACITY (embed's tracking capacity, e.g. 12, so that creates hit it).
 
 CHAOS_GO      ?= $(if $(GO),$(GO),go)
 CHAOS_TAGS    ?= $(GO_TAGS)

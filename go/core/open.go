@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/containerd/log"
+
 	"github.com/embedshim/embedshim/go/exitmon"
 )
 
@@ -42,7 +44,10 @@ type Config struct {
 	// Default: <plugin state dir>/.runc, e.g.
 	// /run/containerd/io.containerd.runtime.v1.embed/.runc.
 	RuntimeRoot string `toml:"runtime_root"`
-	// Capacity is the number of processes the exit monitor can track at once.
+	// Capacity is the number of processes the exit monitor can track at
+	// once. A change applies at the next start (the pinned maps are made
+	// anew, their entries moved), unless it is below the number of
+	// processes tracked then: the old capacity is kept, with a warning.
 	Capacity uint32 `toml:"capacity"`
 	// PinDir is where the BPF maps and link are pinned (a private bpffs is
 	// mounted there if needed, unless it is under /sys/fs/bpf). Default:
@@ -128,6 +133,7 @@ func Open(ctx context.Context, o Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embed: open exit monitor at %s: %w", cfg.PinDir, err)
 	}
+	warnRefusedCapacity(ctx, mon)
 	// Events of exits found by restore wait until clients can see them.
 	held := newHeldPublisher(o.Publisher)
 	m := newManager(managerOpts{
@@ -148,4 +154,16 @@ func Open(ctx context.Context, o Options) (*Manager, error) {
 	m.stopOnShutdown()
 	m.startExitLoop()
 	return m, nil
+}
+
+// warnRefusedCapacity logs a configured capacity the pins could not shrink
+// to: the daemon runs on with the old one, which the operator should know.
+func warnRefusedCapacity(ctx context.Context, mon *exitmon.Monitor) {
+	asked, tracked := mon.RefusedCapacity()
+	if asked == 0 {
+		return
+	}
+	log.G(ctx).WithFields(log.Fields{"capacity": asked, "tracked": tracked, "kept": mon.Capacity()}).
+		Warnf("embed: tracking capacity %d not applied: %d processes are tracked; keeping capacity %d until they are fewer at a restart",
+			asked, tracked, mon.Capacity())
 }

@@ -46,7 +46,11 @@ const DefaultCapacity = C.ES_DEFAULT_CAPACITY
 // Options for Open.
 type Options struct {
 	// Capacity is the number of processes that can be tracked at once;
-	// 0 means DefaultCapacity. Existing pins keep their capacity.
+	// 0 means DefaultCapacity for new pins and the pins' own capacity for
+	// existing ones. Any other value is applied to existing pins too: their
+	// maps are made anew with it and every registration and record moved
+	// over; unless fewer than the processes tracked now, in which case the
+	// pins keep their capacity (see RefusedCapacity).
 	Capacity uint32
 	// TakeOver is another pin dir (e.g. OldDefaultPinDir) whose pins, if
 	// any, are taken over: registrations and exit records moved into this
@@ -124,6 +128,16 @@ func Open(pinDir string, opts Options) (*Monitor, error) {
 
 // Capacity is the number of processes the open maps can track.
 func (m *Monitor) Capacity() uint32 { return uint32(C.es_monitor_capacity(m.c)) }
+
+// RefusedCapacity says whether Open was asked for a capacity it did not
+// apply: asked is Options.Capacity and tracked the number of processes
+// tracked at the time, more than asked, so the pins kept Capacity(). asked
+// is 0 if Open applied what it was asked.
+func (m *Monitor) RefusedCapacity() (asked, tracked uint32) {
+	var t C.uint32_t
+	asked = uint32(C.es_monitor_refused_capacity(m.c, &t))
+	return asked, uint32(t)
+}
 
 // Identity returns the identity of a live (or zombie) process.
 func Identity(pid int) (uint64, error) {

@@ -222,6 +222,52 @@ func TestRestartKeepsRecords(t *testing.T) {
 	}
 }
 
+// A reopen with another capacity applies it and keeps every registration
+// and record; one below the processes tracked is refused and says so; 0
+// keeps the pins' capacity. (tests/c/test_resize.c covers interrupted
+// resizes.)
+func TestReopenChangesCapacity(t *testing.T) {
+	m, dir := openTest(t, Options{Capacity: 8})
+	gs := []*gated{startGated(t, "exit 3"), startGated(t, "exit 4"), startGated(t, "exit 5")}
+	idents := make([]uint64, len(gs))
+	for i, g := range gs {
+		var err error
+		if idents[i], err = m.Register(g.cmd.Process.Pid, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Close()
+	gs[0].release()
+	ws0 := gs[0].waitStatus(t)
+
+	for _, c := range []struct{ asked, want, refused uint32 }{{4, 4, 0}, {2, 4, 2}, {0, 4, 0}, {16, 16, 0}} {
+		m, err := Open(dir, Options{Capacity: c.asked})
+		if err != nil {
+			t.Fatalf("reopen with %d: %v", c.asked, err)
+		}
+		asked, tracked := m.RefusedCapacity()
+		if m.Capacity() != c.want || asked != c.refused || (asked != 0 && tracked != 3) {
+			t.Errorf("reopen with %d: capacity %d, refused %d (tracked %d); want %d, refused %d (3)",
+				c.asked, m.Capacity(), asked, tracked, c.want, c.refused)
+		}
+		if keys, err := m.Registered(); err != nil || len(keys) != 3 || m.ExitRecords() != 1 {
+			t.Errorf("reopen with %d: registrations %v %v, records %d; want 3 and 1", c.asked, keys, err, m.ExitRecords())
+		}
+		if e, err := m.Lookup(gs[0].cmd.Process.Pid, idents[0]); err != nil || e == nil || e.Status != ws0 {
+			t.Errorf("reopen with %d: record %+v %v, want status %#x", c.asked, e, err, ws0)
+		}
+		m.Close()
+	}
+	m, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for i, g := range gs {
+		m.Forget(g.cmd.Process.Pid, idents[i])
+	}
+}
+
 func TestOpenErrorNamesCause(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")

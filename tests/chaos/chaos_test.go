@@ -2,7 +2,8 @@
 
 // Package chaos is the reliability campaign (issue 10): W workers run random
 // operations on containers of both runtimes in one daemon while a fault
-// thread crashes and restarts the daemon, kills container processes and runc
+// thread crashes and restarts the daemon (also with a shrunk tracking
+// capacity), kills container processes and runc
 // from outside and makes runc fail; at the end every exit is checked
 // against the status the process must have had, and the daemon's leftovers
 // against a snapshot taken before. runc.v2 in the same daemon is the
@@ -206,8 +207,8 @@ func TestChaos(t *testing.T) {
 		LeakProbes: map[string]func(*harness.Daemon) ([]string, error){"bpf": bpfEntries},
 	}
 	if k.capacity > 0 {
-		// Pins keep the capacity they were created with: a small one
-		// is set from the start, and creates hit it.
+		// Small from the start, so creates hit it (capacity-shrink
+		// faults change it at restarts and restore it).
 		opts.EmbedConfig = fmt.Sprintf("capacity = %d", k.capacity)
 	}
 	d := harness.StartDaemon(t, opts)

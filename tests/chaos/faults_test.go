@@ -28,9 +28,11 @@ const (
 	faultKillRunc   = "kill-runc"      // SIGKILL a runc the daemon (or a shim) runs
 	faultRuncFail   = "runc-fail"      // the next runc call fails (wrapper)
 	faultRmBundle   = "rm-bundle-file" // remove a file of a live task's bundle
+	// restart with embed's capacity just above what it tracks, then back
+	faultCapacityShrink = "capacity-shrink"
 )
 
-var allFaults = []string{faultDaemonKill, faultDaemonTerm, faultKillProc, faultKillRunc, faultRuncFail, faultRmBundle}
+var allFaults = []string{faultDaemonKill, faultDaemonTerm, faultKillProc, faultKillRunc, faultRuncFail, faultRmBundle, faultCapacityShrink}
 
 // bundleFiles a rm-bundle-file fault picks from: the spec, the init's pid
 // file and runc's log, in both runtimes' bundles (embed's own state.json is
@@ -98,25 +100,9 @@ func (r *run) inject(kind string, rng *rand.Rand) {
 	r.mu.Unlock()
 	switch kind {
 	case faultDaemonKill, faultDaemonTerm:
-		down := time.Duration(rng.Intn(2000)) * time.Millisecond
-		r.logf("fault %s #%d: stopping the daemon (pid %d), %v down", kind, n, r.d.Pid(), down)
-		var err error
-		stopAt := time.Now()
-		if kind == faultDaemonKill {
-			err = r.d.Kill()
-		} else {
-			err = r.d.Stop()
-		}
-		if err != nil {
-			r.problem("", "%s: stop: %v", kind, err)
-		}
-		time.Sleep(down)
-		if err := r.d.Restart(syscall.SIGKILL); err != nil {
-			r.t.Fatalf("%s: restart: %v", kind, err)
-		}
-		r.m.restarted(window{kind, stopAt, time.Now()})
-		r.firstList(kind)
-		r.checkConsistency(kind)
+		r.restartDaemon(kind, n, kind == faultDaemonKill, rng, nil)
+	case faultCapacityShrink:
+		r.capacityShrink(n, rng)
 	case faultKillProc:
 		r.killProc(rng)
 	case faultKillRunc:
@@ -129,6 +115,41 @@ func (r *run) inject(kind string, rng *rand.Rand) {
 			r.t.Fatal(err)
 		}
 	}
+}
+
+// restartDaemon stops the daemon (kill: SIGKILL, else SIGTERM), leaves it
+// down 0-2 s and starts it again, with change applied to its options first
+// if not nil (the config rewritten), then runs the after-restart checks.
+func (r *run) restartDaemon(kind string, n int, kill bool, rng *rand.Rand, change func(*harness.Options)) {
+	down := time.Duration(rng.Intn(2000)) * time.Millisecond
+	sig := "SIGTERM"
+	if kill {
+		sig = "SIGKILL"
+	}
+	r.logf("fault %s #%d: stopping the daemon (pid %d, %s), %v down", kind, n, r.d.Pid(), sig, down)
+	var err error
+	stopAt := time.Now()
+	if kill {
+		err = r.d.Kill()
+	} else {
+		err = r.d.Stop()
+	}
+	if err != nil {
+		r.problem("", "%s: stop: %v", kind, err)
+	}
+	time.Sleep(down)
+	if change == nil {
+		err = r.d.Restart(syscall.SIGKILL)
+	} else {
+		// Stopped already: only the config changes.
+		err = r.d.Reconfigure(syscall.SIGKILL, change)
+	}
+	if err != nil {
+		r.t.Fatalf("%s: restart: %v", kind, err)
+	}
+	r.m.restarted(window{kind, stopAt, time.Now()})
+	r.firstList(kind)
+	r.checkConsistency(kind)
 }
 
 // firstList times the first Tasks.List after a restart (the daemon must

@@ -4,8 +4,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -42,21 +40,7 @@ func TestCapacity(t *testing.T) {
 		c := e.container(t, rt, "cap", oci.WithProcessArgs("sleep", "3600"))
 		tasks = append(tasks, e.rsStartTask(t, c, nil))
 	}
-	// Let the inits exec sleep: the leak check compares process command
-	// lines, and runc-init turning into sleep is no leak.
-	for _, task := range tasks {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", task.Pid()))
-			if strings.TrimSpace(string(b)) == "sleep" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("init %d is %q, not sleep", task.Pid(), b)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	waitSleeping(t, tasks...)
 	entries, err := bpfEntries(d)
 	if err != nil {
 		t.Fatal(err)

@@ -28,8 +28,12 @@ struct es_monitor;
 
 struct es_open_opts {
 	/* Number of processes that can be tracked at once (registrations and
-	 * exit records each). 0 means ES_DEFAULT_CAPACITY. Ignored when
-	 * existing pins are reopened: their capacity is kept. */
+	 * exit records each). 0 means ES_DEFAULT_CAPACITY for new pins and,
+	 * when existing pins are reopened, their capacity. Any other value
+	 * that differs from the pins' is applied: the maps are made anew with
+	 * it and every entry moved over; unless fewer than the processes
+	 * tracked now, which keeps the pins' capacity (see
+	 * es_monitor_refused_capacity). */
 	uint32_t capacity;
 	/* Another pin dir (e.g. a previous default location) whose pins, of
 	 * this or an older layout, are taken over: registrations and exit
@@ -69,6 +73,12 @@ void es_monitor_close(struct es_monitor *m);
 
 /* Capacity of the open maps. */
 uint32_t es_monitor_capacity(const struct es_monitor *m);
+
+/* The capacity es_monitor_open was asked for and did not apply because more
+ * processes than that were tracked (their number in *tracked, if not NULL);
+ * 0 if it applied what it was asked. */
+uint32_t es_monitor_refused_capacity(const struct es_monitor *m,
+				     uint32_t *tracked);
 
 /* Identity of a live (or zombie) process: pidfs inode where the kernel has
  * pidfs, else the start time in clock ticks. */
