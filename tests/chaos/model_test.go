@@ -318,7 +318,9 @@ func (m *model) verdict() (byRT map[string]*counts, byKind map[string]map[string
 				bad(fmt.Sprintf("exit time: event %v, Wait %v", p.events[0].at, p.wait.at), func(x *counts) { x.TimeMismatch++ })
 			}
 		}
-		if p.marker != "" && p.out != nil && p.wait != nil && p.wait.status == p.want && !strings.Contains(p.out.String(), p.marker) {
+		// Output is judged only when Start succeeded: a client whose
+		// Start failed tears its stdio down, whatever the process did.
+		if p.certain && p.marker != "" && p.out != nil && p.wait != nil && p.wait.status == p.want && !strings.Contains(p.out.String(), p.marker) {
 			bad(fmt.Sprintf("stdout %q lacks %q", p.out.String(), p.marker), func(x *counts) { x.IOLost++ })
 		}
 		if p.wait != nil && (p.wait.at.Before(p.started.Add(-2*time.Second)) || p.wait.at.IsZero()) {
