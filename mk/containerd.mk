@@ -12,9 +12,12 @@
 #
 # Each daemon is built from its own Go module (cmd/<daemon>/go.mod: containerd's
 # main + builtins + the adapter of the embed runtime core), because one go.mod
-# cannot hold two containerd majors. ctr and containerd-shim-runc-v2 are built
-# exactly as upstream builds them: inside that containerd version's module
-# cache copy, with its own go.mod (the shim needs containerd's pinned go-runc).
+# cannot hold two containerd majors. The adapter code both share lives in
+# cmd/_adapter, symlinked into each adapter/: the daemon targets are phony and
+# go build hashes the symlinked files' contents, so a change there relinks
+# both daemons. ctr and containerd-shim-runc-v2 are built exactly as upstream
+# builds them: inside that containerd version's module cache copy, with its
+# own go.mod (the shim needs containerd's pinned go-runc).
 
 CTRD_GO           ?= go
 CTRD_MODCACHE     := $(shell $(CTRD_GO) env GOMODCACHE)

@@ -7,12 +7,8 @@
 package adapter
 
 import (
-	"context"
-
 	"github.com/containerd/containerd/events/exchange"
 	"github.com/containerd/containerd/metadata"
-	"github.com/containerd/containerd/mount"
-	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/plugin"
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -54,26 +50,4 @@ func newPlugin(ic *plugin.InitContext) (interface{}, error) {
 		return nil, err
 	}
 	return &runtime{m: m}, nil
-}
-
-// publisher puts the runtime's events into containerd's exchange.
-type publisher struct{ ex *exchange.Exchange }
-
-func (p publisher) Publish(ns, topic string, evt interface{}) error {
-	return p.ex.Publish(namespaces.WithNamespace(context.Background(), ns), topic, evt)
-}
-
-// mounter mounts rootfs components with containerd 1.7's mount package.
-type mounter struct{}
-
-func (mounter) Mount(_ context.Context, ms []core.Mount, target string) error {
-	out := make([]mount.Mount, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, mount.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
-	}
-	return mount.All(out, target)
-}
-
-func (mounter) Unmount(target string) error {
-	return mount.UnmountRecursive(target, 0)
 }

@@ -14,13 +14,11 @@
 package adapter
 
 import (
-	"context"
 	"errors"
 
 	"github.com/containerd/containerd/v2/core/events/exchange"
 	"github.com/containerd/containerd/v2/core/metadata"
 	"github.com/containerd/containerd/v2/core/mount"
-	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/platforms"
 	"github.com/containerd/plugin"
@@ -75,26 +73,4 @@ func newPlugin(ic *plugin.InitContext) (interface{}, error) {
 		return nil, err
 	}
 	return &runtime{m: m, mounts: mounts, config: cfg}, nil
-}
-
-// publisher puts the runtime's events into containerd's exchange.
-type publisher struct{ ex *exchange.Exchange }
-
-func (p publisher) Publish(ns, topic string, evt interface{}) error {
-	return p.ex.Publish(namespaces.WithNamespace(context.Background(), ns), topic, evt)
-}
-
-// mounter mounts rootfs components with containerd 2.3's mount package.
-type mounter struct{}
-
-func (mounter) Mount(_ context.Context, ms []core.Mount, target string) error {
-	out := make([]mount.Mount, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, mount.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
-	}
-	return mount.All(out, target)
-}
-
-func (mounter) Unmount(target string) error {
-	return mount.UnmountRecursive(target, 0)
 }

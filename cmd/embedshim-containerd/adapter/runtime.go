@@ -17,7 +17,8 @@ import (
 
 // runtime is containerd 2.3's PlatformRuntime view of the core's manager.
 // Like upstream's task manager it runs the rootfs through the mount manager
-// before the runtime sees it.
+// before the runtime sees it. ID, Get, Tasks and Delete are shared with the
+// 1.7 build (runtime_tasks.go).
 type runtime struct {
 	m      *core.Manager
 	mounts mount.Manager // nil when the mount manager plugin is absent
@@ -25,8 +26,6 @@ type runtime struct {
 }
 
 var _ rt.PlatformRuntime = (*runtime)(nil)
-
-func (r *runtime) ID() string { return r.m.ID() }
 
 func (r *runtime) Create(ctx context.Context, id string, opts rt.CreateOpts) (_ rt.Task, retErr error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
@@ -45,21 +44,7 @@ func (r *runtime) Create(ctx context.Context, id string, opts rt.CreateOpts) (_ 
 			r.deactivate(context.WithoutCancel(ctx), id)
 		}
 	}()
-	co := core.CreateOpts{
-		Rootfs:         rootfsOf(rootfs),
-		IO:             core.IO(opts.IO),
-		Checkpoint:     opts.Checkpoint,
-		RuntimeOptions: opts.RuntimeOptions,
-		TaskOptions:    opts.TaskOptions,
-	}
-	if opts.Spec != nil {
-		co.Spec = opts.Spec.GetValue()
-	}
-	t, err := r.m.Create(ctx, ns, id, co)
-	if err != nil {
-		return nil, err
-	}
-	return &task{t}, nil
+	return r.createTask(ctx, ns, id, rootfs, opts)
 }
 
 // activate hands the rootfs to the mount manager as upstream's task manager
@@ -87,6 +72,8 @@ func (r *runtime) activate(ctx context.Context, id string, rootfs []mount.Mount)
 	return nil, err
 }
 
+// deactivate releases what activate took; Delete (runtime_tasks.go) calls it
+// once the core has deleted the task.
 func (r *runtime) deactivate(ctx context.Context, id string) {
 	if r.mounts == nil {
 		return
@@ -94,41 +81,4 @@ func (r *runtime) deactivate(ctx context.Context, id string) {
 	if err := r.mounts.Deactivate(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 		log.G(ctx).WithError(err).WithField("task", id).Error("embed: failed to deactivate mounts")
 	}
-}
-
-func (r *runtime) Get(ctx context.Context, id string) (rt.Task, error) {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return nil, err
-	}
-	t, err := r.m.Get(ns, id)
-	if err != nil {
-		return nil, err
-	}
-	return &task{t}, nil
-}
-
-func (r *runtime) Tasks(ctx context.Context, all bool) ([]rt.Task, error) {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil && !all {
-		return nil, err
-	}
-	var out []rt.Task
-	for _, t := range r.m.Tasks(ns, all) {
-		out = append(out, &task{t})
-	}
-	return out, nil
-}
-
-func (r *runtime) Delete(ctx context.Context, id string) (*rt.Exit, error) {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return nil, err
-	}
-	e, err := r.m.Delete(ctx, ns, id)
-	if err != nil {
-		return nil, err
-	}
-	r.deactivate(ctx, id)
-	return (*rt.Exit)(e), nil
 }

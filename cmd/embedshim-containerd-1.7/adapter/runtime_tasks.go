@@ -1,0 +1,1 @@
+../../_adapter/runtime_tasks.go

@@ -1,0 +1,1 @@
+../../_adapter/services.go
