@@ -3,9 +3,12 @@
 package integration
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	containerd "github.com/containerd/containerd"
 	"github.com/containerd/containerd/cio"
@@ -37,6 +40,13 @@ func TestHarnessSelfCheck(t *testing.T) {
 	}
 	if err := task.Start(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// Until the process has exec'd, its cmdline is empty (seen under load).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", task.Pid()))
+		if string(b) == "sleep\x001000\x00" || time.Now().After(deadline) {
+			break
+		}
 	}
 	leaks := strings.Join(harness.Leaks(before, d.Snapshot()), "\n")
 	for _, want := range []string{"process:", "sleep 1000", "containerd-shim", "mount:", "runtime dir:", "cgroup:"} {
