@@ -30,7 +30,7 @@ const (
 	faultRmBundle   = "rm-bundle-file" // remove a file of a live task's bundle
 )
 
-var allFaults = []string{faultDaemonKill, faultDaemonTerm, faultKillProc, faultKillRunc, faultRuncFail, faultRmBundle}
+var allFaults = []string{faultDaemonKill, faultDaemonTerm, faultKillProc, faultKillRunc, faultRuncFail, faultRmBundle, faultStateFull}
 
 // bundleFiles a rm-bundle-file fault picks from: the spec, the init's pid
 // file and runc's log, in both runtimes' bundles (embed's own state.json is
@@ -123,6 +123,8 @@ func (r *run) inject(kind string, rng *rand.Rand) {
 		r.killRunc(rng)
 	case faultRmBundle:
 		r.rmBundleFile(rng)
+	case faultStateFull:
+		r.stateFull(rng, n)
 	case faultRuncFail:
 		r.logf("fault %s #%d: the next runc call fails", kind, n)
 		if err := os.WriteFile(r.failArm, nil, 0o644); err != nil {
