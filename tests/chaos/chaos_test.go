@@ -386,6 +386,8 @@ func (r *run) report(byRT map[string]*counts, byKind map[string]map[string]*coun
 	}
 	fmt.Fprintf(&b, "restart → first Tasks.List answered (ms): %v\n", rtts)
 	fmt.Fprintf(&b, "creates/execs refused at embed's tracking capacity: %d\n", r.capacityHits)
+	failed, recovered := persistRetries(r.d.Log())
+	fmt.Fprintf(&b, "embed state.json writes failed (state-full) and retried: %d tasks, written again: %d\n", failed, recovered)
 	t.Log(b.String())
 
 	s := summary{

@@ -5,6 +5,7 @@ package chaos
 import (
 	"math/rand"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -56,4 +57,13 @@ func (r *run) stateFull(rng *rand.Rand, n int) {
 		return
 	}
 	r.logf("fault %s #%d: filler removed (%d KiB topped up while held)", faultStateFull, n, topped>>10)
+}
+
+// persistRetries counts, in the daemon log, embed's state.json writes that
+// failed (each task's first failure of a series) and the series that ended
+// with a write that succeeded (fewer if a task was deleted before there was
+// room again: it needs no state.json then). Reported, not judged.
+func persistRetries(daemonLog string) (failed, recovered int) {
+	return strings.Count(daemonLog, "embed: persist task state; retrying"),
+		strings.Count(daemonLog, "embed: task state persisted after")
 }
