@@ -162,6 +162,9 @@ func (w *worker) create(ctx context.Context, cl *containerd.Client) {
 	}
 	task, err := c.NewTask(ctx, pl.creator)
 	if err != nil {
+		if pl.stdin != nil {
+			_ = pl.stdin.w.Close() // ends the client's copy from it
+		}
 		r.noteErr(err)
 		r.logf("%s: new task: %v", id, err)
 		cs.broken = true
