@@ -1,11 +1,13 @@
 # mk/chaos.mk — the reliability campaign (issue 10): tests/chaos.
 #
 # Included from the top-level Makefile (after mk/containerd.mk). W workers
-# run random operations on embed and runc.v2 containers in one daemon while
-# faults are injected (daemon SIGKILL/SIGTERM + restart, also with a shrunk
+# run random operations on embed and runc.v2 containers in one daemon (some
+# processes with stdout read, some with stdin fed and closed) while faults
+# are injected (daemon SIGKILL/SIGTERM + restart, also with a shrunk
 # capacity, container process and runc killed from outside, a runc call
-# failing); at the end every exit is checked against the status it must have
-# and the daemon against leaks.
+# failing, a bundle file removed, the state dir's tmpfs full for 1-4 s); at
+# the end every exit is checked against the status it must have, stdout/stdin
+# against what was sent, and the daemon against leaks (goroutines included).
 #
 # Targets:
 #   test-chaos        DURATION (default 2m) per daemon build, random seed
@@ -19,7 +21,7 @@
 # Other knobs (environment): WORKERS (8), CHAOS_FAULTS (comma list:
 # daemon-sigkill, daemon-sigterm, kill-proc, kill-runc, runc-fail,
 # rm-bundle-file, capacity-shrink: a restart with embed's capacity just above
-# what it tracks, restored at the next one), CHAOS_FAULT_MIN/_MAX,
+# what it tracks, restored at the next one; state-full), CHAOS_FAULT_MIN/_MAX,
 # CHAOS_CAPACITY (embed's tracking capacity, e.g. 12, so that creates hit it).
 
 CHAOS_GO      ?= $(if $(GO),$(GO),go)

@@ -171,11 +171,20 @@ func runtimeError(r *runc.Runc, rErr error, msg string) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("%s: %s (%s): %w", msg, "unable to retrieve OCI runtime error", err.Error(), rErr)
+	case rMsg == "" && r.Log != "" && fsFull(filepath.Dir(r.Log)):
+		// runc could not say why: it could not write its log either.
+		return fmt.Errorf("%s: %w (no message from the OCI runtime: the filesystem of %s is full)", msg, rErr, filepath.Dir(r.Log))
 	case rMsg == "":
 		return fmt.Errorf("%s: %w", msg, rErr)
 	default:
 		return fmt.Errorf("%s: %s", msg, rMsg)
 	}
+}
+
+// fsFull reports whether the filesystem holding dir has no block left.
+func fsFull(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Blocks > 0 && st.Bavail == 0
 }
 
 func lastRuntimeError(r *runc.Runc) (string, error) {

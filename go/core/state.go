@@ -16,6 +16,9 @@ import (
 const (
 	stateFilename = "state.json"
 	stateVersion  = 1
+	// persistRetryInterval: how soon a failed state.json write (the state
+	// filesystem full, say) is tried again.
+	persistRetryInterval = 200 * time.Millisecond
 )
 
 // taskState is what a restarted containerd needs to rebuild a task: runc's
@@ -63,6 +66,13 @@ func (p *process) snapshot() processState {
 // persist writes state.json atomically. Exec processes are saved once they
 // have a pid: an exec that was added but never started has nothing a restart
 // could resume.
+//
+// A write that fails (ENOSPC on the state filesystem) is tried again every
+// persistRetryInterval until one succeeds or the task is deleted: what
+// failed to be saved is often an exit that no later operation on the task
+// would save, and a restart would find the task as it was before (an exit
+// published again, a deleted exec back, a started exec unknown and its
+// exit lost).
 func (t *Task) persist() {
 	// Held across snapshot and write so an older snapshot never overwrites
 	// a newer one. Lock order: persistMu, then t.mu, then process locks.
@@ -95,9 +105,31 @@ func (t *Task) persist() {
 	}
 	sort.Slice(st.Execs, func(i, j int) bool { return st.Execs[i].ID < st.Execs[j].ID })
 
-	if err := writeState(t.bundle.path, &st); err != nil {
-		log.L.WithError(err).WithField("id", t.id).Error("embed: persist task state")
+	err := writeState(t.bundle.path, &st)
+	l := log.L.WithField("id", t.id)
+	switch {
+	case err != nil:
+		t.persistFailures++
+		if t.persistFailures == 1 {
+			l.WithError(err).Errorf("embed: persist task state; retrying every %v until it succeeds", persistRetryInterval)
+		} else {
+			l.WithError(err).Debug("embed: persist task state: retry failed")
+		}
+		if t.persistRetry == nil {
+			t.persistRetry = time.AfterFunc(persistRetryInterval, t.retryPersist)
+		}
+	case t.persistFailures > 0:
+		l.Infof("embed: task state persisted after %d failed writes", t.persistFailures)
+		t.persistFailures = 0
 	}
+}
+
+// retryPersist is the timer persist sets after a failed write.
+func (t *Task) retryPersist() {
+	t.persistMu.Lock()
+	t.persistRetry = nil
+	t.persistMu.Unlock()
+	t.persist()
 }
 
 func writeState(dir string, st *taskState) error {
@@ -107,6 +139,7 @@ func writeState(dir string, st *taskState) error {
 	}
 	tmp := filepath.Join(dir, "."+stateFilename+".tmp")
 	if err := os.WriteFile(tmp, data, 0600); err != nil {
+		os.Remove(tmp) // a partial write holds space that is short
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, stateFilename))

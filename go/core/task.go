@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
@@ -40,6 +41,11 @@ type Task struct {
 	checkpoint string
 
 	persistMu sync.Mutex
+	// Guarded by persistMu: a failed state.json write is retried by
+	// persistRetry (see persist); persistFailures counts failures since
+	// the last write that succeeded.
+	persistRetry    *time.Timer
+	persistFailures int
 
 	mu           sync.Mutex
 	execs        map[string]*process

@@ -3,8 +3,9 @@
 // Package chaos is the reliability campaign (issue 10): W workers run random
 // operations on containers of both runtimes in one daemon while a fault
 // thread crashes and restarts the daemon (also with a shrunk tracking
-// capacity), kills container processes and runc
-// from outside and makes runc fail; at the end every exit is checked
+// capacity), kills container processes and runc from outside, makes runc
+// fail and fills the state dir's filesystem; at the end every exit (and the
+// stdout and stdin of some processes) is checked
 // against the status the process must have had, and the daemon's leftovers
 // against a snapshot taken before. runc.v2 in the same daemon is the
 // reference (it is known to lose exits when containerd restarts after its
@@ -205,6 +206,10 @@ func TestChaos(t *testing.T) {
 	opts := harness.Options{
 		Embed:      harness.EmbedConfigure,
 		LeakProbes: map[string]func(*harness.Daemon) ([]string, error){"bpf": bpfEntries},
+		// The state dir on a filesystem of its own, for state-full.
+		StateTmpfsMiB: stateTmpfsMiB,
+		// The debug server: the final checks compare goroutines.
+		Debug: true,
 	}
 	if k.capacity > 0 {
 		// Small from the start, so creates hit it (capacity-shrink
@@ -236,6 +241,10 @@ func TestChaos(t *testing.T) {
 		r.warmUp(rt)
 	}
 	baseline := d.Snapshot()
+	baseGoroutines, err := d.Goroutines()
+	if err != nil {
+		t.Fatalf("baseline: %v", err)
+	}
 
 	evCtx, evStop := context.WithCancel(ctx)
 	evDone := make(chan struct{})
@@ -263,7 +272,7 @@ func TestChaos(t *testing.T) {
 	r.drain()
 	evStop()
 	<-evDone
-	r.finalChecks(baseline)
+	r.finalChecks(baseline, baseGoroutines)
 
 	byRT, byKind, problems := r.m.verdict()
 	for _, p := range problems {
@@ -369,8 +378,8 @@ func (r *run) report(byRT map[string]*counts, byKind map[string]map[string]*coun
 	fmt.Fprintf(&b, "%-16s %6d | %-28s | %-28s\n", "total", total, row(byRT[harness.EmbedPluginID]), row(byRT[harness.RuncV2]))
 	for _, rt := range runtimes {
 		c := byRT[rt]
-		fmt.Fprintf(&b, "%s: checked %d, lost %d (no event %d, no Wait %d), wrong status %d, duplicate events %d, time mismatches %d, stdout lost %d, uncertain %d, leaks/invariants %d; exits during restarts %d (with event %d)\n",
-			short(rt), c.ExitsChecked, c.ExitsLost, c.EventLost, c.WaitLost, c.WrongStatus, c.EventDup, c.TimeMismatch, c.IOLost, c.Uncertain, c.Leaks, c.DowntimeExits, c.DowntimeEvents)
+		fmt.Fprintf(&b, "%s: checked %d, lost %d (no event %d, no Wait %d), wrong status %d, duplicate events %d, time mismatches %d, stdout lost %d, stdin checked %d lost %d (cut by a restart, not judged: %d), uncertain %d, leaks/invariants %d; exits during restarts %d (with event %d)\n",
+			short(rt), c.ExitsChecked, c.ExitsLost, c.EventLost, c.WaitLost, c.WrongStatus, c.EventDup, c.TimeMismatch, c.IOLost, c.StdinChecked, c.StdinLost, c.StdinCut, c.Uncertain, c.Leaks, c.DowntimeExits, c.DowntimeEvents)
 	}
 	var rtts []int64
 	for _, d := range r.restartRTT {
@@ -378,6 +387,8 @@ func (r *run) report(byRT map[string]*counts, byKind map[string]map[string]*coun
 	}
 	fmt.Fprintf(&b, "restart → first Tasks.List answered (ms): %v\n", rtts)
 	fmt.Fprintf(&b, "creates/execs refused at embed's tracking capacity: %d\n", r.capacityHits)
+	failed, recovered := persistRetries(r.d.Log())
+	fmt.Fprintf(&b, "embed state.json writes failed (state-full) and retried: %d tasks, written again: %d\n", failed, recovered)
 	t.Log(b.String())
 
 	s := summary{
@@ -399,9 +410,9 @@ func (r *run) report(byRT map[string]*counts, byKind map[string]map[string]*coun
 	t.Logf("summary written to %s", r.k.summary)
 
 	e := byRT[harness.EmbedPluginID]
-	if e.ExitsLost != 0 || e.WrongStatus != 0 || e.EventDup != 0 || e.Leaks != 0 || e.TimeMismatch != 0 || e.IOLost != 0 {
-		t.Errorf("embed: %d exits lost, %d wrong statuses, %d duplicate events, %d time mismatches, %d stdout lost, %d leaks/invariant violations (seed %d)",
-			e.ExitsLost, e.WrongStatus, e.EventDup, e.TimeMismatch, e.IOLost, e.Leaks, r.k.seed)
+	if e.ExitsLost != 0 || e.WrongStatus != 0 || e.EventDup != 0 || e.Leaks != 0 || e.TimeMismatch != 0 || e.IOLost != 0 || e.StdinLost != 0 {
+		t.Errorf("embed: %d exits lost, %d wrong statuses, %d duplicate events, %d time mismatches, %d stdout lost, %d stdin lost, %d leaks/invariant violations (seed %d)",
+			e.ExitsLost, e.WrongStatus, e.EventDup, e.TimeMismatch, e.IOLost, e.StdinLost, e.Leaks, r.k.seed)
 	}
 	if e.ExitsChecked == 0 {
 		t.Errorf("embed: no exit checked: the driver did nothing")

@@ -25,6 +25,11 @@ import (
 // only (connections differ); more than this many extra is a leak.
 const fdSlack = 16
 
+// goroutineSlack: the daemon's goroutines at the end, everything deleted,
+// may exceed the baseline's by this many (a restarted daemon's count
+// differs a little: connections, timers); more is a leak.
+const goroutineSlack = 16
+
 // runcRoots are the runtimes' runc --root dirs for the run's namespace:
 // embed's own (under its state dir) and runc.v2's.
 func (r *run) runcRoots() []string {
@@ -231,9 +236,9 @@ func (r *run) drain() {
 
 // finalChecks: nothing of the run is left (tasks, containers, runc
 // containers) and the daemon holds nothing more than at the start (fds,
-// mounts, runtime dirs, processes, zombies, cgroups, BPF registrations and
-// records).
-func (r *run) finalChecks(baseline harness.Snapshot) {
+// goroutines, mounts, runtime dirs, processes, zombies, cgroups, BPF
+// registrations and records).
+func (r *run) finalChecks(baseline harness.Snapshot, baseGoroutines int64) {
 	ctx, cancel := context.WithTimeout(r.ctx, 2*time.Minute)
 	defer cancel()
 	cl := r.d.Client()
@@ -258,6 +263,7 @@ func (r *run) finalChecks(baseline harness.Snapshot) {
 	}
 	var leaks []string
 	var after harness.Snapshot
+	var goroutines int64
 	// The host's init reaps about every 2 s: zombies need a moment.
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
 		after = r.d.Snapshot()
@@ -270,11 +276,20 @@ func (r *run) finalChecks(baseline harness.Snapshot) {
 		if len(after.FDs) > len(baseline.FDs)+fdSlack {
 			leaks = append(leaks, fmt.Sprintf("daemon fds: %d at the start, %d at the end", len(baseline.FDs), len(after.FDs)))
 		}
+		g, err := r.d.Goroutines()
+		switch {
+		case err != nil:
+			leaks = append(leaks, fmt.Sprintf("daemon goroutines: cannot read: %v", err))
+		case g > baseGoroutines+goroutineSlack:
+			leaks = append(leaks, fmt.Sprintf("daemon goroutines: %d at the start, %d at the end (more than %d extra)", baseGoroutines, g, goroutineSlack))
+		}
+		goroutines = g
 		if len(leaks) == 0 || time.Now().After(deadline) {
 			break
 		}
 	}
-	r.logf("daemon fds: %d at the start, %d at the end", len(baseline.FDs), len(after.FDs))
+	r.logf("daemon fds: %d at the start, %d at the end; goroutines: %d at the start, %d at the end",
+		len(baseline.FDs), len(after.FDs), baseGoroutines, goroutines)
 	for _, l := range groupCgroups(leaks) {
 		r.problem(leakRuntime(l), "leak: %s", l)
 	}

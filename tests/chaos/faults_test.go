@@ -32,7 +32,7 @@ const (
 	faultCapacityShrink = "capacity-shrink"
 )
 
-var allFaults = []string{faultDaemonKill, faultDaemonTerm, faultKillProc, faultKillRunc, faultRuncFail, faultRmBundle, faultCapacityShrink}
+var allFaults = []string{faultDaemonKill, faultDaemonTerm, faultKillProc, faultKillRunc, faultRuncFail, faultRmBundle, faultCapacityShrink, faultStateFull}
 
 // bundleFiles a rm-bundle-file fault picks from: the spec, the init's pid
 // file and runc's log, in both runtimes' bundles (embed's own state.json is
@@ -109,6 +109,8 @@ func (r *run) inject(kind string, rng *rand.Rand) {
 		r.killRunc(rng)
 	case faultRmBundle:
 		r.rmBundleFile(rng)
+	case faultStateFull:
+		r.stateFull(rng, n)
 	case faultRuncFail:
 		r.logf("fault %s #%d: the next runc call fails", kind, n)
 		if err := os.WriteFile(r.failArm, nil, 0o644); err != nil {

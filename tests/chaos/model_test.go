@@ -46,6 +46,7 @@ type proc struct {
 	marker  string // expected on stdout ("" : not checked)
 	out     *lockedBuffer
 	io      cio.IO
+	stdin   *stdinIO // fed by the worker (nil: no stdin)
 
 	// guarded by model.mu
 	accept  map[uint32]bool // statuses a true report may carry
@@ -55,6 +56,8 @@ type proc struct {
 	waitErr string // why Wait gave up (the task or process was gone)
 	deleted bool
 	delCode *uint32 // status Delete returned
+	// stdinEOFDue: CloseIO succeeded, so the script must have seen EOF
+	stdinEOFDue bool
 }
 
 func (p *proc) key() string {
@@ -198,6 +201,13 @@ type counts struct {
 	TimeMismatch int `json:"time_mismatch"` // event and Wait disagree on the time
 	Uncertain    int `json:"uncertain"`     // Start failed; checked only if seen
 	IOLost       int `json:"io_lost"`       // a natural exit whose stdout lacks its marker
+	// Processes reading stdin, with a natural exit: StdinChecked judged
+	// (no restart during their life), StdinLost of those without the
+	// echo of their line or without EOF after a CloseIO that succeeded,
+	// StdinCut not judged (a restart during their life).
+	StdinChecked int `json:"stdin_checked"`
+	StdinLost    int `json:"stdin_lost"`
+	StdinCut     int `json:"stdin_cut_by_restart"`
 	// DowntimeExits: exits (Wait's time) while the daemon was stopped or
 	// starting; DowntimeEvents: how many of those a client subscribed
 	// after the restart got as /tasks/exit.
@@ -323,6 +333,7 @@ func (m *model) verdict() (byRT map[string]*counts, byKind map[string]map[string
 		if p.certain && p.marker != "" && p.out != nil && p.wait != nil && p.wait.status == p.want && !strings.Contains(p.out.String(), p.marker) {
 			bad(fmt.Sprintf("stdout %q lacks %q", p.out.String(), p.marker), func(x *counts) { x.IOLost++ })
 		}
+		m.judgeStdin(p, cs, bad)
 		if p.wait != nil && (p.wait.at.Before(p.started.Add(-2*time.Second)) || p.wait.at.IsZero()) {
 			bad(fmt.Sprintf("exit time %v before its start %v", p.wait.at, p.started), func(x *counts) { x.TimeMismatch++ })
 		}

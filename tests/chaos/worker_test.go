@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math/rand"
 	"strings"
 	"sync"
@@ -74,7 +73,7 @@ func (w *worker) loop(ctx context.Context) {
 }
 
 func (w *worker) step(ctx context.Context, cl *containerd.Client) {
-	// A container to clean up or resume comes first.
+	// A container to clean up or resume comes first, then a due CloseIO.
 	for _, c := range w.ctrs {
 		if c.paused {
 			w.resume(ctx, cl, c)
@@ -84,6 +83,9 @@ func (w *worker) step(ctx context.Context, cl *containerd.Client) {
 			w.cleanBroken(ctx, cl, c)
 			return
 		}
+	}
+	if w.closeStdins(ctx, cl) {
+		return
 	}
 	x := w.rng.Intn(100)
 	switch {
@@ -109,11 +111,14 @@ func (w *worker) step(ctx context.Context, cl *containerd.Client) {
 }
 
 // script is a process that exits with status want after lifetime (none:
-// at once), optionally printing marker first.
-func script(want uint32, lifetime time.Duration, marker string) string {
+// at once), optionally printing a marker or reading stdin first (pl).
+func script(want uint32, lifetime time.Duration, pl ioPlan) string {
 	s := ""
-	if marker != "" {
-		s = "echo " + marker + "; "
+	if pl.marker != "" {
+		s = "echo " + pl.marker + "; "
+	}
+	if pl.stdin != nil {
+		s += pl.stdin.script()
 	}
 	if lifetime > 0 {
 		s += fmt.Sprintf("sleep %.1f; ", lifetime.Seconds())
@@ -129,21 +134,12 @@ func (w *worker) lifetime() time.Duration {
 	return time.Duration(500+w.rng.Intn(14500)) * time.Millisecond
 }
 
-// creator: a quarter of the processes have their stdout read and checked.
-func (w *worker) creator(id string) (cio.Creator, *lockedBuffer, string) {
-	if w.rng.Intn(4) != 0 {
-		return nullIO, nil, ""
-	}
-	out := &lockedBuffer{}
-	return cio.NewCreator(cio.WithStreams(nil, out, io.Discard)), out, "out-" + id
-}
-
 func (w *worker) create(ctx context.Context, cl *containerd.Client) {
 	r := w.r
 	w.n++
 	id := fmt.Sprintf("w%d-%d-%s", w.id, w.n, short(w.rt))
 	want := wantStatus(id)
-	creator, out, marker := w.creator(id)
+	pl := w.plan(id)
 	life := w.lifetime()
 	cs := &ctrState{id: id, rt: w.rt}
 	w.ctrs = append(w.ctrs, cs)
@@ -157,21 +153,24 @@ func (w *worker) create(ctx context.Context, cl *containerd.Client) {
 	}
 	c, err := cl.NewContainer(ctx, id,
 		containerd.WithNewSnapshot(id+"-snap", img),
-		containerd.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("sh", "-c", script(want, life, marker))),
+		containerd.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("sh", "-c", script(want, life, pl))),
 		containerd.WithRuntime(w.rt, &runcoptions.Options{BinaryName: r.wrapper}))
 	if err != nil {
 		r.logf("%s: new container: %v", id, err)
 		cs.broken = true
 		return
 	}
-	task, err := c.NewTask(ctx, creator)
+	task, err := c.NewTask(ctx, pl.creator)
 	if err != nil {
+		if pl.stdin != nil {
+			_ = pl.stdin.w.Close() // ends the client's copy from it
+		}
 		r.noteErr(err)
 		r.logf("%s: new task: %v", id, err)
 		cs.broken = true
 		return
 	}
-	p := &proc{rt: w.rt, ctr: id, want: want, out: out, marker: marker, io: task.IO()}
+	p := &proc{rt: w.rt, ctr: id, want: want, out: pl.out, marker: pl.marker, stdin: pl.stdin, io: task.IO()}
 	cs.init = p
 	r.m.add(p, want)
 	p.started = time.Now()
@@ -182,6 +181,7 @@ func (w *worker) create(ctx context.Context, cl *containerd.Client) {
 		cs.broken = true
 	} else {
 		r.setPid(p, task.Pid())
+		p.feedStdin()
 	}
 	r.startWaiter(p)
 }
@@ -214,14 +214,14 @@ func (w *worker) exec(ctx context.Context, cl *containerd.Client) {
 	cs.nexec++
 	eid := fmt.Sprintf("x%d", cs.nexec)
 	want := wantStatus(cs.id + "/" + eid)
-	creator, out, marker := w.creator(cs.id + "-" + eid)
+	pl := w.plan(cs.id + "-" + eid)
 	ps := *spec.Process
-	ps.Args = []string{"sh", "-c", script(want, w.lifetime(), marker)}
+	ps.Args = []string{"sh", "-c", script(want, w.lifetime(), pl)}
 	ps.Terminal = false
-	p := &proc{rt: cs.rt, ctr: cs.id, exec: eid, want: want, out: out, marker: marker}
+	p := &proc{rt: cs.rt, ctr: cs.id, exec: eid, want: want, out: pl.out, marker: pl.marker, stdin: pl.stdin}
 	r.m.add(p, want)
 	cs.execs = append(cs.execs, p)
-	pr, err := task.Exec(ctx, eid, &ps, creator)
+	pr, err := task.Exec(ctx, eid, &ps, pl.creator)
 	if err != nil {
 		// Not started: it never ran (its exit, if any shows up, is
 		// checked).
@@ -237,6 +237,7 @@ func (w *worker) exec(ctx context.Context, cl *containerd.Client) {
 		r.logf("%s: exec start: %v", p.name(), err)
 	} else {
 		r.setPid(p, pr.Pid())
+		p.feedStdin()
 	}
 	r.startWaiter(p)
 }
@@ -429,6 +430,9 @@ func (w *worker) remove(ctx context.Context, cl *containerd.Client, cs *ctrState
 
 func closeIO(cs *ctrState) {
 	for _, p := range append([]*proc{cs.init}, cs.execs...) {
+		if p != nil && p.stdin != nil {
+			_ = p.stdin.w.Close() // ends the client's copy into the FIFO
+		}
 		if p != nil && p.io != nil {
 			// Let the copy finish (the writers are gone once the
 			// task is deleted) before closing: stdout is checked.

@@ -4,18 +4,13 @@ package soak
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/embedshim/embedshim/tests/integration/harness"
 )
@@ -59,51 +54,16 @@ var metrics = []metric{
 	{"zombies", "", func(s Sample) int64 { return s.Zombies }},
 }
 
-// sampler reads one daemon.
+// sampler reads one daemon (its debug server through the harness).
 type sampler struct {
-	d     *harness.Daemon
-	debug *http.Client
+	d *harness.Daemon
 }
 
-func newSampler(d *harness.Daemon) *sampler {
-	// No keep-alive: an idle connection would be a daemon fd between
-	// samples, seen by the leak check.
-	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var dl net.Dialer
-		return dl.DialContext(ctx, "unix", d.DebugAddress)
-	}}
-	return &sampler{d: d, debug: &http.Client{Transport: tr, Timeout: 2 * time.Minute}}
-}
+func newSampler(d *harness.Daemon) *sampler { return &sampler{d: d} }
 
-func (s *sampler) get(path string) (string, error) {
-	resp, err := s.debug.Get("http://debug" + path)
-	if err != nil {
-		return "", fmt.Errorf("debug server %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", fmt.Errorf("debug server %s: %w", path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("debug server %s: %s", path, resp.Status)
-	}
-	return string(b), nil
-}
+func (s *sampler) get(path string) (string, error) { return s.d.DebugGet(path) }
 
-// goroutines reads "goroutine profile: total N".
-func (s *sampler) goroutines() (int64, error) {
-	b, err := s.get("/debug/pprof/goroutine?debug=1")
-	if err != nil {
-		return 0, err
-	}
-	line, _, _ := strings.Cut(b, "\n")
-	v, ok := strings.CutPrefix(line, "goroutine profile: total ")
-	if !ok {
-		return 0, fmt.Errorf("goroutine profile: unexpected first line %q", line)
-	}
-	return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-}
+func (s *sampler) goroutines() (int64, error) { return s.d.Goroutines() }
 
 // heapAfterGC forces a GC (the heap profile's gc=1) and reads HeapAlloc of
 // the MemStats the profile ends with: the live heap, free of GC timing.

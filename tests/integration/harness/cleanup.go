@@ -26,7 +26,8 @@ import (
 //  3. stop the daemon (SIGTERM, then SIGKILL);
 //  4. SIGKILL any remaining process of this daemon (see Processes), wait
 //     for its reapers to exit (they do once their children are reaped);
-//  5. lazily unmount everything mounted under d.Dir (deepest first);
+//  5. lazily unmount everything mounted under d.Dir (deepest first: the
+//     rootfs mounts, then an Options.StateTmpfsMiB tmpfs at d.State);
 //  6. remove cgroups /<ns>/... and /run/containerd/runc/<ns> of owned
 //     namespaces;
 //  7. remove d.Dir;

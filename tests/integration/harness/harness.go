@@ -101,6 +101,11 @@ type Options struct {
 	// harness writes the [debug] table itself, and TOML forbids a table
 	// twice.
 	Debug bool
+	// StateTmpfsMiB, if > 0, mounts a tmpfs of that many MiB at the
+	// daemon's State dir before its first start (see statefs.go): a
+	// state filesystem small enough to fill on purpose. Clean-up
+	// unmounts it last of the mounts under it.
+	StateTmpfsMiB int
 	// LogLevel is the daemon's --log-level; default "debug".
 	LogLevel string
 	// Env is added to the daemon's environment.
@@ -273,6 +278,11 @@ func StartDaemon(t testing.TB, opts Options) *Daemon {
 	}
 	if err := d.writeConfig(); err != nil {
 		t.Fatalf("write config: %v", err)
+	}
+	if opts.StateTmpfsMiB > 0 {
+		if err := d.mountStateTmpfs(opts.StateTmpfsMiB); err != nil {
+			t.Fatalf("state tmpfs: %v", err)
+		}
 	}
 	if err := d.start(); err != nil {
 		t.Fatalf("start daemon: %v", err)
