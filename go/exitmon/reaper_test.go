@@ -316,7 +316,12 @@ func TestReaperFrontKilled(t *testing.T) {
 func TestReaperKilled(t *testing.T) {
 	needReaperEnv(t)
 	p := startRole(t, "orphan")
-	p.line(t)
+	var orphan int
+	if _, err := fmt.Sscanf(p.line(t), "orphan %d", &orphan); err != nil {
+		t.Fatal(err)
+	}
+	// With the reaper gone it is the host's init's: end it here.
+	t.Cleanup(func() { syscall.Kill(orphan, syscall.SIGKILL) })
 	p.line(t)
 	syscall.Kill(p.reaper, syscall.SIGKILL)
 	p.cmd.Wait()
