@@ -88,16 +88,13 @@ func (t *Task) create(ctx context.Context, opts CreateOpts) (err error) {
 		// runc cleans up after its own errors, but not when it was killed
 		// half-way (its state dir, cgroups and runc-init stay): as
 		// runc.v2's shim delete does after a failed create.
-		if derr := t.runc.Delete(context.Background(), t.id, &runc.DeleteOpts{Force: true}); derr != nil &&
-			!strings.Contains(derr.Error(), "does not exist") {
-			log.G(ctx).WithError(derr).Warn("embed: runc delete after failed create")
-		}
+		forceDelete(ctx, t.runc, t.id)
 		t.bundle.removeSpecCgroup(ctx)
 		return err
 	}
 	defer func() {
 		if err != nil {
-			t.runc.Delete(context.Background(), t.id, &runc.DeleteOpts{Force: true})
+			forceDelete(ctx, t.runc, t.id)
 		}
 	}()
 	if err := t.finishIO(ctx, pio, socket); err != nil {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
-	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
@@ -91,6 +90,7 @@ func (m *Manager) restore(ctx context.Context) error {
 	}
 
 	m.reconcile(ctx)
+	m.sweepRuncRoot(ctx)
 	m.cleanupWorkDirs(ctx)
 	go m.watchOOMRestored(live)
 	return nil
@@ -376,11 +376,7 @@ func (m *Manager) cleanupBroken(ctx context.Context, ns, id string) {
 			}
 		}
 	}
-	r := rc.newRunc(b)
-	if err := r.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil &&
-		!strings.Contains(err.Error(), "does not exist") {
-		log.G(ctx).WithError(err).Warn("embed: runc delete of broken task")
-	}
+	forceDelete(ctx, rc.newRunc(b), id)
 	b.removeSpecCgroup(ctx)
 	if err := unmountRootfs(m.mounter, b.rootfs()); err != nil {
 		log.G(ctx).WithError(err).Warn("embed: unmount rootfs of broken task")
