@@ -57,12 +57,7 @@ func (s *initCreated) start(ctx context.Context) error {
 	var err error
 	if t.checkpoint != "" {
 		err = t.restoreCheckpoint(ctx)
-	} else if err = t.runc.Start(context.WithoutCancel(ctx), t.id); err != nil {
-		// (not cut short when the client goes away or containerd stops:
-		// a runc start killed midway leaves runc-init to fail on its exec
-		// fifo, status 1, where runc.v2's shim would have started the
-		// container; one that ends after containerd died is settled by
-		// restore, see settleCreated)
+	} else if err = t.startRunc(ctx); err != nil {
 		err = runtimeError(t.runc, err, "OCI runtime start failed")
 	}
 	if err != nil {
@@ -78,6 +73,18 @@ func (s *initCreated) start(ctx context.Context) error {
 	t.release(p)
 	t.m.watchOOM(t)
 	return nil
+}
+
+// startRunc runs runc start so that nothing cuts it short: not the client
+// going away, not containerd stopping or dying (no parent-death signal; the
+// daemon's reaper adopts it). A runc start killed midway leaves runc-init to
+// fail on its exec fifo, status 1, where runc.v2's shim would have started
+// the container. One that ends after containerd died is settled by restore
+// (settleCreated).
+func (t *Task) startRunc(ctx context.Context) error {
+	r := *t.runc
+	r.PdeathSignal = 0
+	return r.Start(context.WithoutCancel(ctx), t.id)
 }
 
 func (s *initCreated) delete(ctx context.Context) (*Exit, error) {
