@@ -141,10 +141,17 @@ func (m *model) restartDuring(from, to time.Time) bool {
 
 // judgeStdin checks the stdin of a process that read it (m.mu held): the
 // line echoed and, after a CloseIO that succeeded, the EOF seen. Only a
-// natural exit with no restart during the process's life is judged.
+// natural exit with no restart during the process's life is judged, and
+// only if no signal was sent to it (a handled signal interrupts the shell's
+// read: "eof 143"; seen on both runtimes in a 30-minute run).
 func (m *model) judgeStdin(p *proc, cs []*counts, bad func(string, func(*counts))) {
 	if !p.certain || p.stdin == nil || p.wait == nil || p.wait.status != p.want {
 		return
+	}
+	for status := range p.accept {
+		if status != p.want {
+			return // signalled, or its init may have ended
+		}
 	}
 	if m.restartDuring(p.started, p.wait.at) {
 		for _, x := range cs {
