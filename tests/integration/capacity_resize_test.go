@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -70,19 +69,8 @@ func pinnedCapacity(t *testing.T, d *harness.Daemon) int {
 // while 3 run is refused with a warning and the daemon runs on with 3.
 // (embed only: runc.v2 has no such limit.)
 func TestCapacityResize(t *testing.T) {
-	d := harness.StartDaemon(t, harness.Options{
-		Embed:       harness.EmbedConfigure,
-		EmbedConfig: "capacity = 8",
-		LeakProbes:  map[string]func(*harness.Daemon) ([]string, error){"bpf": bpfEntries},
-	})
-	ctx, cancel := context.WithTimeout(d.Context(), 4*time.Minute)
-	defer cancel()
-	e := &env{t: t, d: d, ctx: ctx, img: d.ImportTestImage(ctx)}
-	rsKeepLog(t, e)
-	rt := harness.EmbedPluginID
-	e.warmUp(t, rt)
-	check := d.LeakCheck(t)
-	t.Cleanup(check)
+	e := newCapacityEnv(t, 8, 4*time.Minute)
+	d, ctx, rt := e.d, e.ctx, harness.EmbedPluginID
 
 	a := e.container(t, rt, "resize-a", oci.WithProcessArgs("sleep", "3600"))
 	b := e.container(t, rt, "resize-b", oci.WithProcessArgs("sleep", "3600"))

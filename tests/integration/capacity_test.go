@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,20 +21,8 @@ import (
 // behind; deleting a task makes room again. (embed only: runc.v2 has no such
 // limit.)
 func TestCapacity(t *testing.T) {
-	d := harness.StartDaemon(t, harness.Options{
-		Embed:       harness.EmbedConfigure,
-		EmbedConfig: "capacity = 3",
-		LeakProbes:  map[string]func(*harness.Daemon) ([]string, error){"bpf": bpfEntries},
-	})
-	ctx, cancel := context.WithTimeout(d.Context(), 3*time.Minute)
-	defer cancel()
-	e := &env{t: t, d: d, ctx: ctx, img: d.ImportTestImage(ctx)}
-	rsKeepLog(t, e)
-	rt := harness.EmbedPluginID
-	// Warm up (daemon-wide lasting state), then snapshot for leaks.
-	e.warmUp(t, rt)
-	check := d.LeakCheck(t)
-	t.Cleanup(check)
+	e := newCapacityEnv(t, 3, 3*time.Minute)
+	d, ctx, rt := e.d, e.ctx, harness.EmbedPluginID
 
 	var tasks []containerd.Task
 	for i := 0; i < 3; i++ {
@@ -128,4 +117,23 @@ func TestCapacity(t *testing.T) {
 	if entries, err := bpfEntries(d); err != nil || len(entries) != 3 {
 		t.Errorf("BPF entries after restart: %v %v, want 3 registrations", entries, err)
 	}
+}
+
+// newCapacityEnv starts a daemon whose embed plugin tracks at most capacity
+// processes, warms embed up (daemon-wide lasting state) and checks for leaks
+// when the test ends; its context ends after timeout.
+func newCapacityEnv(t *testing.T, capacity int, timeout time.Duration) *env {
+	t.Helper()
+	d := harness.StartDaemon(t, harness.Options{
+		Embed:       harness.EmbedConfigure,
+		EmbedConfig: fmt.Sprintf("capacity = %d", capacity),
+		LeakProbes:  map[string]func(*harness.Daemon) ([]string, error){"bpf": bpfEntries},
+	})
+	ctx, cancel := context.WithTimeout(d.Context(), timeout)
+	t.Cleanup(cancel)
+	e := &env{t: t, d: d, ctx: ctx, img: d.ImportTestImage(ctx)}
+	rsKeepLog(t, e)
+	e.warmUp(t, harness.EmbedPluginID)
+	t.Cleanup(d.LeakCheck(t))
+	return e
 }

@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,19 +38,8 @@ exec %[1]q "$@"
 // runc-init, cgroup or BPF entry left. (The chaos driver found it: its
 // injected runc failure hit that clean-up delete.)
 func TestRuncContainerWithoutTaskSwept(t *testing.T) {
-	d := harness.StartDaemon(t, harness.Options{
-		Embed:       harness.EmbedConfigure,
-		EmbedConfig: "capacity = 2",
-		LeakProbes:  map[string]func(*harness.Daemon) ([]string, error){"bpf": bpfEntries},
-	})
-	ctx, cancel := context.WithTimeout(d.Context(), 3*time.Minute)
-	defer cancel()
-	e := &env{t: t, d: d, ctx: ctx, img: d.ImportTestImage(ctx)}
-	rsKeepLog(t, e)
-	rt := harness.EmbedPluginID
-	e.warmUp(t, rt)
-	check := d.LeakCheck(t)
-	t.Cleanup(check)
+	e := newCapacityEnv(t, 2, 3*time.Minute)
+	d, ctx, rt := e.d, e.ctx, harness.EmbedPluginID
 
 	var running []string
 	for i := 0; i < 2; i++ {
