@@ -38,39 +38,6 @@ static int code_of(int i)
 	return 10 + i;
 }
 
-static uint32_t link_id(void)
-{
-	struct bpf_link_info info = {};
-	uint32_t len = sizeof(info);
-	char path[600];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/link", vdir);
-	fd = bpf_obj_get(path);
-	if (fd < 0)
-		return 0;
-	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0)
-		info.id = 0;
-	close(fd);
-	return info.id;
-}
-
-/* The link is freed asynchronously once its last reference is gone. */
-static bool link_gone(uint32_t id)
-{
-	int i, fd;
-
-	for (i = 0; i < 5000; i++) {
-		fd = bpf_link_get_fd_by_id(id);
-		if (fd < 0 && errno == ENOENT)
-			return true;
-		if (fd >= 0)
-			close(fd);
-		usleep(1000);
-	}
-	return false;
-}
-
 /* Let process i exit with its code and wait until its record is written
  * (it is a zombie then); reaped at once, the oracle checked. */
 static void finish_proc(int i)
@@ -231,12 +198,12 @@ int main(void)
 	tu_close(m);
 	for (i = 4; i < 6; i++)
 		finish_proc(i);
-	old_link = link_id();
+	old_link = tu_link_id(vdir);
 
 	/* Shrink to 32: everything kept, the old program detached. */
 	m = open_checked(32, 32, 0, "shrink to 32");
 	check_kept(m, "shrink to 32");
-	CHECK(link_gone(old_link), "old link %u still there", old_link);
+	CHECK(tu_link_gone(old_link), "old link %u still there", old_link);
 	check_delivered(m, 6);
 	for (i = 0; i < 7; i++) {
 		CHECK(es_monitor_forget(m, procs[i].c.pid, procs[i].id) == 0,
@@ -246,10 +213,10 @@ int main(void)
 	tu_close(m);
 
 	/* 3 tracked: 2 does not fit, 32 is kept and the refusal said. */
-	old_link = link_id();
+	old_link = tu_link_id(vdir);
 	m = open_checked(2, 32, 2, "shrink to 2");
 	check_kept(m, "shrink to 2");
-	CHECK(link_id() == old_link, "pins remade though not resized");
+	CHECK(tu_link_id(vdir) == old_link, "pins remade though not resized");
 	tu_close(m);
 	m = open_checked(0, 32, 0, "capacity 0");
 	tu_close(m);
@@ -264,14 +231,15 @@ int main(void)
 
 	/* Maps the kernel refuses to make: the open fails naming the
 	 * capacity, the old pins stay as they were. */
-	old_link = link_id();
+	old_link = tu_link_id(vdir);
 	m = NULL;
 	rc = es_monitor_open(pd, &opts, &m, err, sizeof(err));
 	CHECK(rc < 0 && strstr(err, "4294967295"),
 	      "capacity UINT32_MAX: rc %d %s", rc, err);
 	if (rc == 0)
 		es_monitor_close(m);
-	CHECK(link_id() == old_link, "old pins replaced by a failed resize");
+	CHECK(tu_link_id(vdir) == old_link,
+	      "old pins replaced by a failed resize");
 	m = open_checked(0, 32, 0, "after a refused load");
 	check_kept(m, "after a refused load");
 	tu_close(m);
@@ -282,7 +250,8 @@ int main(void)
 	finish_proc(7);
 	m = open_checked(0, 32, 0, "crash after the rename");
 	check_kept(m, "crash after the rename");
-	CHECK(link_gone(old_link), "set-aside link %u still there", old_link);
+	CHECK(tu_link_gone(old_link), "set-aside link %u still there",
+	      old_link);
 	tu_close(m);
 
 	/* A crash after the new load (capacity 16) and the move of the

@@ -19,39 +19,6 @@ static int exit_code(void *arg)
 	return (int)(long)arg;
 }
 
-static uint32_t link_id(const char *old_dir)
-{
-	struct bpf_link_info info = {};
-	uint32_t len = sizeof(info);
-	char path[512];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/v%d/link", old_dir, ES_LAYOUT_VERSION);
-	fd = bpf_obj_get(path);
-	if (fd < 0)
-		return 0;
-	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0)
-		info.id = 0;
-	close(fd);
-	return info.id;
-}
-
-/* The link is freed asynchronously once its last reference is gone. */
-static bool link_gone(uint32_t id)
-{
-	int i, fd;
-
-	for (i = 0; i < 5000; i++) {
-		fd = bpf_link_get_fd_by_id(id);
-		if (fd < 0 && errno == ENOENT)
-			return true;
-		if (fd >= 0)
-			close(fd);
-		usleep(1000);
-	}
-	return false;
-}
-
 int main(void)
 {
 	/* <root>/bpf as the old default had it: its parent is a plain dir. */
@@ -64,6 +31,7 @@ int main(void)
 	uint64_t id_run, id_exit;
 	char err[256] = "";
 	struct es_monitor *m;
+	char old_vdir[600];
 	uint32_t old_link;
 	int rc, st;
 
@@ -79,7 +47,9 @@ int main(void)
 	tu_release(&exited);
 	st = tu_reap(exited.pid);
 	CHECK(st == 5 << 8, "oracle: %#x", st);
-	old_link = link_id(old_dir);
+	snprintf(old_vdir, sizeof(old_vdir), "%s/v%d", old_dir,
+		 ES_LAYOUT_VERSION);
+	old_link = tu_link_id(old_vdir);
 	REQUIRE(old_link, "no link pinned at %s", old_dir);
 
 	/* The new daemon, at its new location. */
@@ -88,7 +58,7 @@ int main(void)
 	REQUIRE(rc == 0, "open with take_over_dir: %d %s", rc, err);
 	CHECK(access(old_dir, F_OK) != 0, "old pin dir %s still there",
 	      old_dir);
-	CHECK(link_gone(old_link), "old program's link %u still exists",
+	CHECK(tu_link_gone(old_link), "old program's link %u still exists",
 	      old_link);
 	CHECK(es_monitor_list(m, NULL, 0) == 2, "registrations: %d",
 	      es_monitor_list(m, NULL, 0));

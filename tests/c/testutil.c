@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
+
 #include "testutil.h"
 
 int tu_failures;
@@ -241,4 +243,36 @@ void tu_skip(const char *why)
 	nopened = 0;
 	cleanup();
 	exit(77);
+}
+
+uint32_t tu_link_id(const char *vdir)
+{
+	struct bpf_link_info info = {};
+	uint32_t len = sizeof(info);
+	char path[600];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/link", vdir);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0)
+		info.id = 0;
+	close(fd);
+	return info.id;
+}
+
+bool tu_link_gone(uint32_t id)
+{
+	int i, fd;
+
+	for (i = 0; i < 5000; i++) {
+		fd = bpf_link_get_fd_by_id(id);
+		if (fd < 0 && errno == ENOENT)
+			return true;
+		if (fd >= 0)
+			close(fd);
+		usleep(1000);
+	}
+	return false;
 }

@@ -5,6 +5,8 @@
 #define EMBEDSHIM_TESTUTIL_H
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +72,13 @@ int tu_count_fds(void);
 
 /* Wait (up to timeout_ms) until /proc/<pid>/stat says zombie; 0 if it is. */
 int tu_wait_zombie(pid_t pid, int timeout_ms);
+
+/* The id of the BPF link pinned at <vdir>/link (0: none). */
+uint32_t tu_link_id(const char *vdir);
+
+/* Wait (up to 5 s) until the link with that id is freed, which happens
+ * asynchronously once its last reference is gone; true if it was. */
+bool tu_link_gone(uint32_t id);
 
 /* Print the result, destroy pins, and exit 0/1. */
 void tu_finish(void) __attribute__((noreturn));
