@@ -3,6 +3,7 @@
 #ifndef EMBEDSHIM_INTERNAL_H
 #define EMBEDSHIM_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <linux/types.h>
@@ -48,6 +49,13 @@ struct es_monitor {
 	 * under the lock, so each exit is delivered once. */
 	pthread_mutex_t lock; /* guards slots */
 	struct es_slots slots;
+
+	/* Where the objects above are pinned, to put the pins back when they
+	 * go behind the monitor's back (pin_guard.c); restored names the pins
+	 * es_monitor_open put back, "" if none. */
+	char pin_dir[PATH_MAX];
+	char vdir[PATH_MAX];
+	char restored[256];
 };
 
 #define ES_WAKE_TOKEN UINT64_MAX
@@ -72,9 +80,18 @@ int es_move_version(const struct es_maps *to, const char *vdir, char *err,
 		    size_t errlen);
 
 /* Load the BPF object with maps of the given capacity, attach it and pin it
- * all in vdir (created if needed); the link last, so its pin means complete. */
-int es_load_and_pin(const char *vdir, uint32_t capacity, char *err,
-		    size_t errlen);
+ * all in vdir (created if needed); the link last, so its pin means complete.
+ * With keep_maps, maps pinned in vdir already (all of them, of this layout)
+ * are used instead of new ones and only the link is pinned: *kept says so. */
+int es_load_and_pin(const char *vdir, uint32_t capacity, bool keep_maps,
+		    bool *kept, char *err, size_t errlen);
+
+/* Check that fd is a map of this layout's key and value sizes (both 0 for
+ * a ring buffer); *max_entries, if not NULL, is its capacity. path names
+ * it in the message. */
+int es_check_map_layout(int fd, const char *path, uint32_t key_size,
+			uint32_t value_size, uint32_t *max_entries, char *err,
+			size_t errlen);
 
 /* Unpin everything in vdir, link first, and remove it. */
 int es_destroy_version(const char *vdir);
@@ -100,6 +117,32 @@ int es_migrate_older(struct es_monitor *m, const char *pin_dir, char *err,
  * remove it with the bpffs mounted there (see migrate.c). */
 int es_take_over(struct es_monitor *m, const char *pin_dir, const char *old_dir,
 		 char *err, size_t errlen);
+
+/* The pinned objects, in this order: registrations, exits, recent,
+ * wakeups, link (see pin_guard.c). */
+#define ES_PINS 5
+#define ES_PIN_LINK 4
+
+/* Pin the objects of fds (ES_PINS, in that order) in vdir under pin_dir
+ * wherever their pin is missing or another object sits (a bpffs unmounted
+ * under them is mounted again); returns how many were pinned again and
+ * names them, with "removed" or "replaced", in restored. */
+int es_repin(const char *pin_dir, const char *vdir, const int fds[ES_PINS],
+	     char *restored, size_t len, char *err, size_t errlen);
+
+/* The maps (ES_PIN_LINK of them, in the order above) of the program
+ * attached through link_fd, pinned in vdir, with this layout checked; the
+ * caller closes them. *capacity is the smaller of the first two's. */
+int es_program_maps(int link_fd, const char *vdir, int fds[ES_PIN_LINK],
+		    uint32_t *capacity, char *err, size_t errlen);
+
+/* Open the link pinned at path, refusing anything else pinned there. */
+int es_open_link(const char *path, char *err, size_t errlen);
+
+/* Before a monitor opens vdir: if its link is pinned, pin the maps of its
+ * program where their pins are missing or others sit (es_repin). */
+int es_repair_pins(const char *pin_dir, const char *vdir, char *restored,
+		   size_t len, char *err, size_t errlen);
 
 /* The host's bpffs mount point. */
 #define ES_HOST_BPFFS "/sys/fs/bpf"

@@ -120,24 +120,111 @@ static void unlink_maps(const struct pin_paths *p)
 	unlink(p->wakeups);
 }
 
-/* Fresh load: the link is pinned last, so its pin means "complete". */
-int es_load_and_pin(const char *vdir, uint32_t capacity, char *err,
-		    size_t errlen)
+int es_check_map_layout(int fd, const char *path, uint32_t key_size,
+			uint32_t value_size, uint32_t *max_entries, char *err,
+			size_t errlen)
+{
+	struct bpf_map_info info = {};
+	uint32_t len = sizeof(info);
+	int rc;
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0) {
+		rc = -errno;
+		return es_err(err, errlen, rc, "cannot inspect map %s: %s",
+			      path, strerror(-rc));
+	}
+	if (info.key_size != key_size || info.value_size != value_size)
+		return es_err(err, errlen, -EPROTO,
+			      "layout version mismatch: map %s has "
+			      "key/value size %u/%u, layout v%d expects %u/%u",
+			      path, info.key_size, info.value_size,
+			      ES_LAYOUT_VERSION, key_size, value_size);
+	if (max_entries)
+		*max_entries = info.max_entries;
+	return 0;
+}
+
+/* Open a pinned map and check it has the layout this binary expects;
+ * *max_entries (if not NULL) is its capacity. */
+static int open_pinned_map(const char *path, uint32_t key_size,
+			   uint32_t value_size, uint32_t *max_entries,
+			   char *err, size_t errlen)
+{
+	int fd, rc;
+
+	fd = bpf_obj_get(path);
+	if (fd < 0) {
+		rc = -errno;
+		return es_err(err, errlen, rc, "cannot open pinned map %s: %s",
+			      path, strerror(-rc));
+	}
+	rc = es_check_map_layout(fd, path, key_size, value_size, max_entries,
+				 err, errlen);
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+/* The link's pin went while no monitor held the link (removed by hand),
+ * which detached the program; the maps pinned beside it still hold the
+ * registrations and the records written until then. A program loaded anew
+ * onto them keeps all of that: if all four are there with this layout, the
+ * skeleton takes them; else it is left as it was and -ENOENT or -EPROTO
+ * returned. */
+static int reuse_pinned_maps(struct exitsnoop_bpf *skel,
+			     const struct pin_paths *p)
+{
+	const struct {
+		struct bpf_map *map;
+		const char *path;
+		uint32_t key, value;
+	} maps[] = {
+		{skel->maps.registrations, p->reg, sizeof(struct es_key),
+		 sizeof(struct es_reg)},
+		{skel->maps.exits, p->exits, sizeof(struct es_key),
+		 sizeof(struct es_exit)},
+		{skel->maps.recent, p->recent, sizeof(struct es_key),
+		 sizeof(struct es_exit)},
+		{skel->maps.wakeups, p->wakeups, 0, 0},
+	};
+	int fds[4] = {-1, -1, -1, -1};
+	int i, rc = 0;
+
+	for (i = 0; i < 4 && !rc; i++) {
+		fds[i] = open_pinned_map(maps[i].path, maps[i].key,
+					 maps[i].value, NULL, NULL, 0);
+		if (fds[i] < 0)
+			rc = fds[i];
+	}
+	for (i = 0; i < 4 && !rc; i++)
+		rc = bpf_map__reuse_fd(maps[i].map, fds[i]); /* dups it */
+	for (i = 0; i < 4; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return rc;
+}
+
+/* Fresh load, or onto kept maps: the link is pinned last, so its pin means
+ * "complete". */
+int es_load_and_pin(const char *vdir, uint32_t capacity, bool keep_maps,
+		    bool *kept, char *err, size_t errlen)
 {
 	struct exitsnoop_bpf *skel;
 	struct bpf_link *link = NULL;
 	struct pin_paths paths, *p = &paths;
+	bool reuse;
 	int rc;
 
+	if (kept)
+		*kept = false;
 	pin_paths(vdir, p);
 	if (mkdir(p->vdir, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
 		return es_err(err, errlen, rc, "cannot create %s: %s", p->vdir,
 			      strerror(-rc));
 	}
-	/* Leftovers of an interrupted load hold no records worth keeping:
-	 * no program was attached to write them. */
-	unlink_maps(p);
 
 	skel = exitsnoop_bpf__open();
 	if (!skel)
@@ -148,6 +235,11 @@ int es_load_and_pin(const char *vdir, uint32_t capacity, char *err,
 	skel->rodata->tick_ns = 1000000000ull / sysconf(_SC_CLK_TCK);
 	bpf_map__set_max_entries(skel->maps.registrations, capacity);
 	bpf_map__set_max_entries(skel->maps.exits, capacity);
+	reuse = keep_maps && reuse_pinned_maps(skel, p) == 0;
+	/* Otherwise the maps are an interrupted load's leftovers, which hold
+	 * no records worth keeping: no program was attached to write them. */
+	if (!reuse)
+		unlink_maps(p);
 
 	rc = exitsnoop_bpf__load(skel);
 	if (rc == -EPERM || rc == -EACCES) {
@@ -170,62 +262,31 @@ int es_load_and_pin(const char *vdir, uint32_t capacity, char *err,
 		       strerror(-rc));
 		goto cleanup;
 	}
-	rc = bpf_map__pin(skel->maps.registrations, p->reg);
-	if (!rc)
+	rc = 0;
+	if (!reuse)
+		rc = bpf_map__pin(skel->maps.registrations, p->reg);
+	if (!rc && !reuse)
 		rc = bpf_map__pin(skel->maps.exits, p->exits);
-	if (!rc)
+	if (!rc && !reuse)
 		rc = bpf_map__pin(skel->maps.recent, p->recent);
-	if (!rc)
+	if (!rc && !reuse)
 		rc = bpf_map__pin(skel->maps.wakeups, p->wakeups);
 	if (!rc)
 		rc = bpf_link__pin(link, p->link);
 	if (rc) {
 		es_err(err, errlen, rc, "cannot pin BPF objects under %s: %s",
 		       p->vdir, strerror(-rc));
-		unlink_maps(p);
+		if (!reuse)
+			unlink_maps(p);
 		unlink(p->link);
 	}
+	if (!rc && kept)
+		*kept = reuse;
 cleanup:
 	/* Pinned objects live on without these fds. */
 	bpf_link__destroy(link);
 	exitsnoop_bpf__destroy(skel);
 	return rc;
-}
-
-/* Open a pinned map and check it has the layout this binary expects;
- * *max_entries (if not NULL) is its capacity. */
-static int open_pinned_map(const char *path, uint32_t key_size,
-			   uint32_t value_size, uint32_t *max_entries,
-			   char *err, size_t errlen)
-{
-	struct bpf_map_info info = {};
-	uint32_t len = sizeof(info);
-	int fd, rc;
-
-	fd = bpf_obj_get(path);
-	if (fd < 0) {
-		rc = -errno;
-		return es_err(err, errlen, rc, "cannot open pinned map %s: %s",
-			      path, strerror(-rc));
-	}
-	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0) {
-		rc = -errno;
-		close(fd);
-		return es_err(err, errlen, rc,
-			      "cannot inspect pinned map %s: %s", path,
-			      strerror(-rc));
-	}
-	if (info.key_size != key_size || info.value_size != value_size) {
-		close(fd);
-		return es_err(err, errlen, -EPROTO,
-			      "layout version mismatch: pinned map %s has "
-			      "key/value size %u/%u, layout v%d expects %u/%u",
-			      path, info.key_size, info.value_size,
-			      ES_LAYOUT_VERSION, key_size, value_size);
-	}
-	if (max_entries)
-		*max_entries = info.max_entries;
-	return fd;
 }
 
 static int on_wakeup(void *ctx, void *data, size_t size)
@@ -238,22 +299,15 @@ static int on_wakeup(void *ctx, void *data, size_t size)
 	return m->nwoken < ES_MAX_WOKEN ? 0 : 1;
 }
 
-static int open_wakeups(struct es_monitor *m, const char *path, char *err,
-			size_t errlen)
+static int open_wakeups(struct es_monitor *m, char *err, size_t errlen)
 {
 	int rc;
 
-	m->wakeups_fd = bpf_obj_get(path);
-	if (m->wakeups_fd < 0) {
-		rc = -errno;
-		return es_err(err, errlen, rc, "cannot open pinned map %s: %s",
-			      path, strerror(-rc));
-	}
 	m->ring = ring_buffer__new(m->wakeups_fd, on_wakeup, m, NULL);
 	if (!m->ring) {
 		rc = -errno;
 		return es_err(err, errlen, rc, "cannot map ring buffer %s: %s",
-			      path, strerror(-rc));
+			      m->vdir, strerror(-rc));
 	}
 	return 0;
 }
@@ -264,10 +318,11 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 	uint32_t asked = opts ? opts->capacity : 0;
 	struct es_resize_refusal refused = {0};
 	struct epoll_event ev = {.events = EPOLLIN};
-	char vdir[PATH_MAX - 32];
+	char vdir[PATH_MAX - 32], restored[256];
+	int fds[ES_PIN_LINK];
 	struct pin_paths p;
 	struct es_monitor *m;
-	uint32_t max_reg, max_ex;
+	bool kept;
 	int rc;
 
 	libbpf_set_print(quiet_libbpf);
@@ -279,12 +334,22 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 		return rc;
 	snprintf(vdir, sizeof(vdir), "%s/v%d", pin_dir, ES_LAYOUT_VERSION);
 	pin_paths(vdir, &p);
+	/* Pins removed or replaced while no monitor ran: the attached
+	 * program's maps are the ones with the records. */
+	rc = es_repair_pins(pin_dir, vdir, restored, sizeof(restored), err,
+			    errlen);
+	if (rc < 0)
+		return rc;
 	rc = es_resize_pins(pin_dir, asked, &refused, err, errlen);
 	if (rc)
 		return rc;
 	if (access(p.link, F_OK) != 0) {
 		rc = es_load_and_pin(vdir, asked ? asked : ES_DEFAULT_CAPACITY,
-				     err, errlen);
+				     true, &kept, err, errlen);
+		/* Kept maps have their old capacity: apply the one asked. */
+		if (!rc && kept)
+			rc = es_resize_pins(pin_dir, asked, &refused, err,
+					    errlen);
 		if (rc)
 			return rc;
 	}
@@ -296,34 +361,27 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
 		m->wakefd = m->link_fd = -1;
 	pthread_mutex_init(&m->lock, NULL);
 	es_slots_init(&m->slots);
+	snprintf(m->pin_dir, sizeof(m->pin_dir), "%s", pin_dir);
+	snprintf(m->vdir, sizeof(m->vdir), "%s", vdir);
+	snprintf(m->restored, sizeof(m->restored), "%s", restored);
 
-	rc = open_pinned_map(p.reg, sizeof(struct es_key),
-			     sizeof(struct es_reg), &max_reg, err, errlen);
-	if (rc < 0)
-		goto cleanup;
-	m->reg_fd = rc;
-	rc = open_pinned_map(p.exits, sizeof(struct es_key),
-			     sizeof(struct es_exit), &max_ex, err, errlen);
-	if (rc < 0)
-		goto cleanup;
-	m->exits_fd = rc;
-	rc = open_pinned_map(p.recent, sizeof(struct es_key),
-			     sizeof(struct es_exit), NULL, err, errlen);
-	if (rc < 0)
-		goto cleanup;
-	m->recent_fd = rc;
-	rc = open_wakeups(m, p.wakeups, err, errlen);
-	if (rc < 0)
-		goto cleanup;
-	m->capacity = max_reg < max_ex ? max_reg : max_ex;
-	m->refused = refused;
-	m->link_fd = bpf_obj_get(p.link);
+	m->link_fd = es_open_link(p.link, err, errlen);
 	if (m->link_fd < 0) {
-		rc = -errno;
-		es_err(err, errlen, rc, "cannot open the program's link %s: %s",
-		       p.link, strerror(-rc));
+		rc = m->link_fd;
 		goto cleanup;
 	}
+	/* The maps the program writes into, whatever is pinned meanwhile. */
+	rc = es_program_maps(m->link_fd, vdir, fds, &m->capacity, err, errlen);
+	if (rc < 0)
+		goto cleanup;
+	m->reg_fd = fds[0];
+	m->exits_fd = fds[1];
+	m->recent_fd = fds[2];
+	m->wakeups_fd = fds[3];
+	rc = open_wakeups(m, err, errlen);
+	if (rc < 0)
+		goto cleanup;
+	m->refused = refused;
 	rc = es_migrate_older(m, pin_dir, err, errlen);
 	if (rc < 0)
 		goto cleanup;

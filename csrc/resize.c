@@ -118,7 +118,8 @@ static int finish_resize(const char *pin_dir, uint32_t asked,
 		rc = plan_capacity(rdir, asked, &capacity, &pinned, refused,
 				   err, errlen);
 		if (!rc)
-			rc = es_load_and_pin(vdir, capacity, err, errlen);
+			rc = es_load_and_pin(vdir, capacity, false, NULL, err,
+					     errlen);
 		if (rc)
 			return rc;
 	}
@@ -163,7 +164,7 @@ static int start_resize(const char *pin_dir, uint32_t asked,
 			      "from %u to %u: %s",
 			      vdir, pinned, capacity, strerror(-rc));
 	}
-	rc = es_load_and_pin(vdir, capacity, why, sizeof(why));
+	rc = es_load_and_pin(vdir, capacity, false, NULL, why, sizeof(why));
 	if (rc) {
 		/* Maps of that size refused (the load left vdir empty): the
 		 * old pins go back, untouched. */

@@ -54,6 +54,8 @@ func (f *fakeTracker) FindRecent(int, uint64) (*exitmon.Exit, error) { return ni
 func (f *fakeTracker) Forget(int, uint64) error                      { return nil }
 func (f *fakeTracker) Registered() ([]exitmon.Key, error)            { return nil, nil }
 func (f *fakeTracker) Capacity() uint32                              { return 16 }
+func (f *fakeTracker) Repin() (string, error)                        { return "", nil }
+func (f *fakeTracker) RestoredPins() string                          { return "" }
 func (f *fakeTracker) Exits() <-chan exitmon.Exit                    { return f.exits }
 
 // recorder is the event exchange: each event as "topic id status".

@@ -151,6 +151,7 @@ func Open(ctx context.Context, o Options) (*Manager, error) {
 		return nil, err
 	}
 	held.restored(o.Address)
+	m.guardPins(ctx)
 	m.stopOnShutdown()
 	m.startExitLoop()
 	return m, nil

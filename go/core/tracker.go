@@ -34,6 +34,10 @@ type tracker interface {
 	Capacity() uint32
 	// Exits delivers each tracked process's exit once.
 	Exits() <-chan exitmon.Exit
+	// Repin puts back pins removed or replaced behind the runtime's back
+	// and names them; RestoredPins names those Open put back.
+	Repin() (string, error)
+	RestoredPins() string
 }
 
 var _ tracker = (*exitmon.Monitor)(nil)

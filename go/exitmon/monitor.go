@@ -97,6 +97,8 @@ type Monitor struct {
 	done     chan struct{}
 	loopDone chan struct{}
 	closeMu  sync.Once
+	// repinMu keeps Repin, called from a timer, off a closed monitor.
+	repinMu sync.Mutex
 }
 
 // Open loads and attaches the BPF program and pins it with its maps under
@@ -247,6 +249,33 @@ func (m *Monitor) Registered() ([]Key, error) {
 	}
 }
 
+// Repin pins the monitor's maps and link again wherever their pins went
+// missing or other objects were pinned in their place (by hand, or their
+// bpffs was unmounted): nothing is lost while the Monitor runs, since it
+// holds them all, but the next Open would find no registrations or records.
+// It names what it put back ("exits (removed), link (replaced)"), "" if
+// every pin was in place.
+func (m *Monitor) Repin() (string, error) {
+	m.repinMu.Lock()
+	defer m.repinMu.Unlock()
+	if m.c == nil {
+		return "", fmt.Errorf("repin: monitor closed")
+	}
+	var restored [256]C.char
+	var errbuf [errLen]C.char
+	if rc := C.es_monitor_repin(m.c, &restored[0], 256, &errbuf[0], errLen); rc < 0 {
+		return "", newError("repin", rc, &errbuf[0])
+	}
+	return C.GoString(&restored[0]), nil
+}
+
+// RestoredPins names the pins Open put back because they were not the maps
+// of the program attached through the link pin (removed or replaced while
+// no Monitor ran), as Repin names them; "" if none.
+func (m *Monitor) RestoredPins() string {
+	return C.GoString(C.es_monitor_restored_pins(m.c))
+}
+
 // ExitRecords is the number of exit records in the pinned maps.
 func (m *Monitor) ExitRecords() int { return int(C.es_monitor_count_exits(m.c)) }
 
@@ -257,8 +286,10 @@ func (m *Monitor) Close() error {
 		close(m.done)
 		C.es_monitor_wake(m.c)
 		<-m.loopDone
+		m.repinMu.Lock()
 		C.es_monitor_close(m.c)
 		m.c = nil
+		m.repinMu.Unlock()
 	})
 	return nil
 }

@@ -426,3 +426,34 @@ func TestFindRecent(t *testing.T) {
 		t.Error("pid 0 accepted")
 	}
 }
+
+// Pins removed by hand are put back by Repin, and a closed Monitor refuses
+// it instead of touching freed memory.
+func TestRepin(t *testing.T) {
+	m, dir := openTest(t, Options{})
+	vdirs, _ := filepath.Glob(filepath.Join(dir, "v*"))
+	if len(vdirs) != 1 {
+		t.Fatalf("pin dirs: %v", vdirs)
+	}
+	vdir := vdirs[0]
+	if got, err := m.Repin(); got != "" || err != nil {
+		t.Errorf("repin of intact pins: %q %v", got, err)
+	}
+	for _, name := range []string{"exits", "link"} {
+		if err := os.Remove(filepath.Join(vdir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := m.Repin(); got != "exits (removed), link (removed)" || err != nil {
+		t.Errorf("repin: %q %v", got, err)
+	}
+	for _, name := range []string{"exits", "link"} {
+		if _, err := os.Stat(filepath.Join(vdir, name)); err != nil {
+			t.Errorf("pin %s not back: %v", name, err)
+		}
+	}
+	m.Close()
+	if _, err := m.Repin(); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("repin after close: %v", err)
+	}
+}

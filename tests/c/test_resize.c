@@ -257,7 +257,8 @@ int main(void)
 	/* A crash after the new load (capacity 16) and the move of the
 	 * registrations; then opened with yet another capacity. */
 	set_aside();
-	REQUIRE(es_load_and_pin(vdir, 16, err, sizeof(err)) == 0, "%s", err);
+	REQUIRE(es_load_and_pin(vdir, 16, false, NULL, err, sizeof(err)) == 0,
+		"%s", err);
 	copy_registrations();
 	finish_proc(8);
 	m = open_checked(24, 24, 0, "crash during the move");

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -146,13 +147,23 @@ void tu_release(struct tu_child *c)
 int tu_collect(struct es_monitor *m, struct es_exit_event *evs, int n,
 	       int timeout_ms)
 {
+	struct timespec t0, t;
 	int got = 0, rc;
 
+	/* A wait may return 0 before its timeout: woken by the ring for an
+	 * exit that is not polled here (one recorded while no monitor was
+	 * open, say). */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (got < n) {
 		rc = es_monitor_wait(m, evs + got, n - got, timeout_ms);
-		if (rc <= 0)
+		if (rc < 0)
 			break;
 		got += rc;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000 +
+			    (t.tv_nsec - t0.tv_nsec) / 1000000 >=
+		    timeout_ms)
+			break;
 	}
 	return got;
 }

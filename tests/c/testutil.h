@@ -61,7 +61,7 @@ void tu_close(struct es_monitor *m);
 struct tu_child tu_spawn(int (*fn)(void *), void *arg);
 void tu_release(struct tu_child *c);
 
-/* Collect exactly n exits (timeout per wait in ms); returns how many. */
+/* Collect up to n exits within timeout_ms; returns how many. */
 int tu_collect(struct es_monitor *m, struct es_exit_event *evs, int n,
 	       int timeout_ms);
 

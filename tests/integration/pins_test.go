@@ -88,13 +88,7 @@ func TestRootRemovableWithDefaultPins(t *testing.T) {
 		t.Fatalf("remove-pins left %s (%v)", pinDir, err)
 	}
 	// The link is freed asynchronously once its pin is gone.
-	deadline := time.Now().Add(10 * time.Second)
-	for exec.Command("bpftool", "link", "show", "id", strconv.Itoa(id)).Run() == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("link %d (the program's attachment) still exists after remove-pins", id)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitBPFGone(t, "link", id)
 }
 
 // runOnce runs args in a new embed container to its end and deletes it.

@@ -71,6 +71,22 @@ int es_monitor_open(const char *pin_dir, const struct es_open_opts *opts,
  * Must not race with es_monitor_wait(); call es_monitor_wake() first. */
 void es_monitor_close(struct es_monitor *m);
 
+/*
+ * Pin the monitor's maps and link again wherever their pins went missing or
+ * other objects were pinned in their place (by hand, or their bpffs was
+ * unmounted), so that the next es_monitor_open, after a crash too, finds
+ * the registrations and records. Returns how many pins were put back (0:
+ * all in place) and names them in restored ("exits (removed), link
+ * (replaced)"). Safe beside es_monitor_wait; not after es_monitor_close.
+ */
+int es_monitor_repin(struct es_monitor *m, char *restored, size_t len,
+		     char *err, size_t errlen);
+
+/* The pins es_monitor_open put back (pins that disagreed with the program
+ * attached through the link pin), as es_monitor_repin names them; "" if
+ * none. */
+const char *es_monitor_restored_pins(const struct es_monitor *m);
+
 /* Capacity of the open maps. */
 uint32_t es_monitor_capacity(const struct es_monitor *m);
 
