@@ -89,34 +89,6 @@ static void track(struct es_monitor *m, struct tu_child *c, uint64_t *id)
 		"register: %s", err);
 }
 
-static uint32_t link_prog(uint32_t link_id)
-{
-	struct bpf_link_info info = {};
-	uint32_t len = sizeof(info);
-	int fd = bpf_link_get_fd_by_id(link_id);
-
-	if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len) < 0)
-		info.prog_id = 0;
-	if (fd >= 0)
-		close(fd);
-	return info.prog_id;
-}
-
-static bool prog_gone(uint32_t id)
-{
-	int i, fd;
-
-	for (i = 0; i < 5000; i++) {
-		fd = bpf_prog_get_fd_by_id(id);
-		if (fd < 0 && errno == ENOENT)
-			return true;
-		if (fd >= 0)
-			close(fd);
-		usleep(1000);
-	}
-	return false;
-}
-
 int main(void)
 {
 	const char *pd = tu_pin_dir();
@@ -184,10 +156,10 @@ int main(void)
 	tu_release(&c);
 	REQUIRE(tu_wait_zombie(c.pid, 5000) == 0, "c not a zombie");
 	link = tu_link_id(vdir);
-	prog = link_prog(link);
+	prog = tu_link_prog(link);
 	remove_pin("link");
 	/* The id goes first; the program is detached and put after it. */
-	CHECK(tu_link_gone(link) && prog_gone(prog),
+	CHECK(tu_link_gone(link) && tu_prog_gone(prog),
 	      "link %u or program %u still exists: attached", link, prog);
 	tu_release(&d);
 	REQUIRE(tu_wait_zombie(d.pid, 5000) == 0, "d not a zombie");

@@ -273,12 +273,13 @@ uint32_t tu_link_id(const char *vdir)
 	return info.id;
 }
 
-bool tu_link_gone(uint32_t id)
+/* Wait (up to 5 s) until get_fd_by_id(id) says ENOENT. */
+static bool bpf_id_gone(int (*get_fd_by_id)(uint32_t), uint32_t id)
 {
 	int i, fd;
 
 	for (i = 0; i < 5000; i++) {
-		fd = bpf_link_get_fd_by_id(id);
+		fd = get_fd_by_id(id);
 		if (fd < 0 && errno == ENOENT)
 			return true;
 		if (fd >= 0)
@@ -286,4 +287,27 @@ bool tu_link_gone(uint32_t id)
 		usleep(1000);
 	}
 	return false;
+}
+
+bool tu_link_gone(uint32_t id)
+{
+	return bpf_id_gone(bpf_link_get_fd_by_id, id);
+}
+
+bool tu_prog_gone(uint32_t id)
+{
+	return bpf_id_gone(bpf_prog_get_fd_by_id, id);
+}
+
+uint32_t tu_link_prog(uint32_t link_id)
+{
+	struct bpf_link_info info = {};
+	uint32_t len = sizeof(info);
+	int fd = bpf_link_get_fd_by_id(link_id);
+
+	if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len) < 0)
+		info.prog_id = 0;
+	if (fd >= 0)
+		close(fd);
+	return info.prog_id;
 }

@@ -80,6 +80,12 @@ uint32_t tu_link_id(const char *vdir);
  * asynchronously once its last reference is gone; true if it was. */
 bool tu_link_gone(uint32_t id);
 
+/* The same for a program, which goes after the link that held it. */
+bool tu_prog_gone(uint32_t id);
+
+/* The id of the program of the link with that id (0: none). */
+uint32_t tu_link_prog(uint32_t link_id);
+
 /* Print the result, destroy pins, and exit 0/1. */
 void tu_finish(void) __attribute__((noreturn));
 
