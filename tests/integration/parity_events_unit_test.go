@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -60,5 +61,19 @@ func TestNormalizeOOMKeepsOOMAfterDelete(t *testing.T) {
 	}
 	if got := dropTopics(want, "/tasks/delete", "/tasks/start"); !reflect.DeepEqual(got, []string{"/tasks/exit:status=137", "/tasks/oom"}) {
 		t.Errorf("dropTopics: %v", got)
+	}
+}
+
+// The two orders runc.v2 gives a paused init killed from the host compare
+// equal, and nothing else moves.
+func TestResumedBeforeExit(t *testing.T) {
+	embed := []string{"/tasks/paused", "/tasks/resumed", "/tasks/exit:status=137", "/tasks/delete"}
+	runc := []string{"/tasks/paused", "/tasks/exit:status=137", "/tasks/resumed", "/tasks/delete"}
+	if a, b := fmt.Sprint(resumedBeforeExit(embed)), fmt.Sprint(resumedBeforeExit(runc)); a != b || a != fmt.Sprint(embed) {
+		t.Errorf("normalised: %s vs %s", a, b)
+	}
+	other := []string{"/tasks/exit:status=0", "/tasks/delete", "/tasks/resumed"}
+	if got := fmt.Sprint(resumedBeforeExit(other)); got != fmt.Sprint(other) {
+		t.Errorf("moved: %s", got)
 	}
 }
