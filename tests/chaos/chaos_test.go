@@ -378,8 +378,8 @@ func (r *run) report(byRT map[string]*counts, byKind map[string]map[string]*coun
 	fmt.Fprintf(&b, "%-16s %6d | %-28s | %-28s\n", "total", total, row(byRT[harness.EmbedPluginID]), row(byRT[harness.RuncV2]))
 	for _, rt := range runtimes {
 		c := byRT[rt]
-		fmt.Fprintf(&b, "%s: checked %d, lost %d (no event %d, no Wait %d), wrong status %d, duplicate events %d, time mismatches %d, stdout lost %d, stdin checked %d lost %d (cut by a restart, not judged: %d), uncertain %d, leaks/invariants %d; exits during restarts %d (with event %d)\n",
-			short(rt), c.ExitsChecked, c.ExitsLost, c.EventLost, c.WaitLost, c.WrongStatus, c.EventDup, c.TimeMismatch, c.IOLost, c.StdinChecked, c.StdinLost, c.StdinCut, c.Uncertain, c.Leaks, c.DowntimeExits, c.DowntimeEvents)
+		fmt.Fprintf(&b, "%s: checked %d, lost %d (no event %d, no Wait %d), wrong status %d, duplicate events %d, time mismatches %d, stdout lost %d, stdin checked %d lost %d (cut by a restart, not judged: %d), uncertain %d, leaks/invariants %d; exits during restarts %d (with event %d); events cut by a SIGKILL (status kept, not judged) %d\n",
+			short(rt), c.ExitsChecked, c.ExitsLost, c.EventLost, c.WaitLost, c.WrongStatus, c.EventDup, c.TimeMismatch, c.IOLost, c.StdinChecked, c.StdinLost, c.StdinCut, c.Uncertain, c.Leaks, c.DowntimeExits, c.DowntimeEvents, c.EventCut)
 	}
 	var rtts []int64
 	for _, d := range r.restartRTT {

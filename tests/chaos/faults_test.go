@@ -149,7 +149,7 @@ func (r *run) restartDaemon(kind string, n int, kill bool, rng *rand.Rand, chang
 	if err != nil {
 		r.t.Fatalf("%s: restart: %v", kind, err)
 	}
-	r.m.restarted(window{kind, stopAt, time.Now()})
+	r.m.restarted(window{kind, stopAt, time.Now(), kill})
 	r.firstList(kind)
 	r.checkConsistency(kind)
 }
