@@ -231,8 +231,9 @@ func TestDirModesAndAccess(t *testing.T) {
 
 // The pin dir's bpffs is unmounted under the running daemon (its pins are
 // gone; the daemon holds the maps and program by fd): running containers
-// still report their true exits, new ones run, and after a restart (new
-// pins) a container that outlived it is tracked again.
+// still report their true exits, new ones run, and after a restart (on the
+// pins the runtime put back meanwhile, see pins_hostile_test.go) a
+// container that outlived it is tracked again.
 func TestPinsUnmountedUnderDaemon(t *testing.T) {
 	e := newEnv(t)
 	rsKeepLog(t, e)
