@@ -93,6 +93,11 @@ int es_check_map_layout(int fd, const char *path, uint32_t key_size,
 			uint32_t value_size, uint32_t *max_entries, char *err,
 			size_t errlen);
 
+/* Open the map pinned at path if it has that layout (es_check_map_layout):
+ * its fd, or -ENOENT (not pinned), -EPROTO (another layout), ... */
+int es_open_pinned_map(const char *path, uint32_t key_size, uint32_t value_size,
+		       uint32_t *max_entries, char *err, size_t errlen);
+
 /* Unpin everything in vdir, link first, and remove it. */
 int es_destroy_version(const char *vdir);
 

@@ -48,25 +48,6 @@ static int copy_entries(int from_fd, int to_fd, size_t value_size)
 	return 0;
 }
 
-static int open_compatible(const char *path, uint32_t value_size,
-			   uint32_t *max_entries)
-{
-	struct bpf_map_info info = {};
-	uint32_t len = sizeof(info);
-	int fd = bpf_obj_get(path);
-
-	if (fd < 0)
-		return -errno;
-	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0 ||
-	    info.key_size != sizeof(struct es_key) ||
-	    info.value_size != value_size) {
-		close(fd);
-		return -EPROTO;
-	}
-	*max_entries = info.max_entries;
-	return fd;
-}
-
 int es_maps_open(const char *vdir, struct es_maps *maps)
 {
 	char reg[PATH_MAX + 32], ex[PATH_MAX + 32];
@@ -74,8 +55,12 @@ int es_maps_open(const char *vdir, struct es_maps *maps)
 
 	snprintf(reg, sizeof(reg), "%s/registrations", vdir);
 	snprintf(ex, sizeof(ex), "%s/exits", vdir);
-	maps->reg_fd = open_compatible(reg, sizeof(struct es_reg), &max_reg);
-	maps->exits_fd = open_compatible(ex, sizeof(struct es_exit), &max_ex);
+	maps->reg_fd = es_open_pinned_map(reg, sizeof(struct es_key),
+					  sizeof(struct es_reg), &max_reg, NULL,
+					  0);
+	maps->exits_fd = es_open_pinned_map(ex, sizeof(struct es_key),
+					    sizeof(struct es_exit), &max_ex,
+					    NULL, 0);
 	maps->capacity = max_reg < max_ex ? max_reg : max_ex;
 	if (maps->reg_fd >= 0 && maps->exits_fd >= 0)
 		return 0;

@@ -144,11 +144,8 @@ int es_check_map_layout(int fd, const char *path, uint32_t key_size,
 	return 0;
 }
 
-/* Open a pinned map and check it has the layout this binary expects;
- * *max_entries (if not NULL) is its capacity. */
-static int open_pinned_map(const char *path, uint32_t key_size,
-			   uint32_t value_size, uint32_t *max_entries,
-			   char *err, size_t errlen)
+int es_open_pinned_map(const char *path, uint32_t key_size, uint32_t value_size,
+		       uint32_t *max_entries, char *err, size_t errlen)
 {
 	int fd, rc;
 
@@ -193,8 +190,8 @@ static int reuse_pinned_maps(struct exitsnoop_bpf *skel,
 	int i, rc = 0;
 
 	for (i = 0; i < 4 && !rc; i++) {
-		fds[i] = open_pinned_map(maps[i].path, maps[i].key,
-					 maps[i].value, NULL, NULL, 0);
+		fds[i] = es_open_pinned_map(maps[i].path, maps[i].key,
+					    maps[i].value, NULL, NULL, 0);
 		if (fds[i] < 0)
 			rc = fds[i];
 	}
