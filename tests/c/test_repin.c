@@ -81,6 +81,14 @@ static void check_record(struct es_monitor *m, struct tu_child *c, uint64_t id,
 	CHECK(es_monitor_forget(m, c->pid, id) == 0, "%s: forget", when);
 }
 
+/* Let c exit now and wait until it has (a zombie: its status stays). */
+static void exit_now(struct tu_child *c)
+{
+	tu_release(c);
+	REQUIRE(tu_wait_zombie(c->pid, 5000) == 0, "child %d not a zombie",
+		c->pid);
+}
+
 static void track(struct es_monitor *m, struct tu_child *c, uint64_t *id)
 {
 	char err[256] = "";
@@ -133,8 +141,7 @@ int main(void)
 	/* The pins put back are the ones the next monitor reads: a exits
 	 * while none is open. */
 	tu_close(m);
-	tu_release(&a);
-	REQUIRE(tu_wait_zombie(a.pid, 5000) == 0, "a not a zombie");
+	exit_now(&a);
 	m = tu_open(0);
 	CHECK(strcmp(es_monitor_restored_pins(m), "") == 0,
 	      "restored at open: %s", es_monitor_restored_pins(m));
@@ -143,8 +150,7 @@ int main(void)
 	/* Replaced while no monitor is open: the program's maps win. */
 	tu_close(m);
 	replace_pin("exits");
-	tu_release(&b);
-	REQUIRE(tu_wait_zombie(b.pid, 5000) == 0, "b not a zombie");
+	exit_now(&b);
 	m = tu_open(0);
 	CHECK(strcmp(es_monitor_restored_pins(m), "exits (replaced)") == 0,
 	      "restored at open: \"%s\"", es_monitor_restored_pins(m));
@@ -153,16 +159,14 @@ int main(void)
 	/* The link pin removed while no monitor is open detaches the
 	 * program. Exits recorded before stay; one after has no record. */
 	tu_close(m);
-	tu_release(&c);
-	REQUIRE(tu_wait_zombie(c.pid, 5000) == 0, "c not a zombie");
+	exit_now(&c);
 	link = tu_link_id(vdir);
 	prog = tu_link_prog(link);
 	remove_pin("link");
 	/* The id goes first; the program is detached and put after it. */
 	CHECK(tu_link_gone(link) && tu_prog_gone(prog),
 	      "link %u or program %u still exists: attached", link, prog);
-	tu_release(&d);
-	REQUIRE(tu_wait_zombie(d.pid, 5000) == 0, "d not a zombie");
+	exit_now(&d);
 
 	m = tu_open(0);
 	CHECK(tu_link_id(vdir) && tu_link_id(vdir) != link, "no new link: %u",
